@@ -1,0 +1,177 @@
+"""The shape of a Sluicegate config file, validated once at start-up.
+
+Every model names a group of deployments; every deployment names the provider
+that speaks to it. Unknown fields are refused so that a typo never silently
+turns a setting off.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+__all__ = [
+    "AnthropicDeployment",
+    "AuthConfig",
+    "Config",
+    "Deployment",
+    "LocalDeployment",
+    "ModelConfig",
+    "OpenAIDeployment",
+    "ServerConfig",
+    "StaticKey",
+    "Timeouts",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(_Strict):
+    """Seconds. ``first_byte`` bounds the wait for response headers, ``stream_idle``
+    the gap between two reads of a stream, ``total`` the whole call."""
+
+    connect: float = Field(5.0, gt=0)
+    first_byte: float = Field(60.0, gt=0)
+    stream_idle: float = Field(30.0, gt=0)
+    total: float = Field(600.0, gt=0)
+
+
+class _DeploymentBase(_Strict):
+    id: str | None = Field(
+        None, description="Name shown in headers and logs; defaults to model/index"
+    )
+    weight: int = Field(1, ge=1)
+    max_concurrency: int = Field(64, ge=1)
+    self_hosted: bool = False
+    timeouts: Timeouts = Timeouts()
+
+
+class OpenAIDeployment(_DeploymentBase):
+    """Any OpenAI-compatible server: vLLM, TEI, llama.cpp server, Ollama, OpenAI."""
+
+    provider: Literal["openai"]
+    base_url: str = Field(description="Up to and including /v1, e.g. http://vllm:8000/v1")
+    model: str | None = Field(None, description="Upstream model name; defaults to the model's name")
+    api_key: SecretStr | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class AnthropicDeployment(_DeploymentBase):
+    """The Anthropic Messages API (or anything that speaks it)."""
+
+    provider: Literal["anthropic"]
+    base_url: str = "https://api.anthropic.com"
+    model: str | None = None
+    api_key: SecretStr | None = None
+    anthropic_version: str = "2023-06-01"
+    default_max_tokens: int = Field(4096, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class LocalDeployment(_DeploymentBase):
+    """A model run inside the gateway process: a GGUF chat model or the bundled embedder."""
+
+    provider: Literal["local"]
+    self_hosted: bool = True
+    max_concurrency: int = Field(1, ge=1)
+    path: str = Field(
+        description="'builtin:smollm2', 'builtin:minilm-l6', or a path to a .gguf file"
+    )
+    context_length: int = Field(2048, ge=128)
+    threads: int | None = Field(None, ge=1)
+    queue_size: int = Field(32, ge=0, description="Requests that may wait for a free slot")
+    queue_timeout: float = Field(30.0, gt=0, description="Seconds a request may wait in the queue")
+    preload: bool = False
+
+    @field_validator("path")
+    @classmethod
+    def _known_path(cls, value: str) -> str:
+        if value.startswith("builtin:"):
+            if value not in ("builtin:smollm2", "builtin:minilm-l6"):
+                raise ValueError("builtin models are 'builtin:smollm2' and 'builtin:minilm-l6'")
+        elif not value.endswith(".gguf"):
+            raise ValueError("must be 'builtin:...' or a path to a .gguf file")
+        elif not Path(value).expanduser().is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+
+Deployment = Annotated[
+    OpenAIDeployment | AnthropicDeployment | LocalDeployment, Field(discriminator="provider")
+]
+
+
+class ModelConfig(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    kind: Literal["chat", "embedding"] = "chat"
+    deployments: list[Deployment] = Field(min_length=1)
+
+
+class StaticKey(_Strict):
+    name: str = Field(min_length=1)
+    key: SecretStr
+
+    @field_validator("key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+
+class AuthConfig(_Strict):
+    master_key: SecretStr | None = Field(
+        None, description="Defaults to $SLUICEGATE_MASTER_KEY, else one generated under data_dir"
+    )
+    keys: list[StaticKey] = []
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    data_dir: str = "./.sluicegate"
+    access_log: bool = True
+
+
+class Config(_Strict):
+    server: ServerConfig = ServerConfig()
+    auth: AuthConfig = AuthConfig()
+    models: list[ModelConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Config:
+        seen: set[str] = set()
+        for model in self.models:
+            if model.name in seen:
+                raise ValueError(f"model name '{model.name}' is declared twice")
+            seen.add(model.name)
+        for model in self.models:
+            for dep in model.deployments:
+                if isinstance(dep, LocalDeployment):
+                    wants_embedder = dep.path == "builtin:minilm-l6"
+                    if wants_embedder != (model.kind == "embedding"):
+                        raise ValueError(
+                            f"model '{model.name}' is kind '{model.kind}' but its local path "
+                            f"'{dep.path}' is "
+                            + ("an embedding model" if wants_embedder else "a chat model")
+                        )
+                elif isinstance(dep, AnthropicDeployment) and model.kind != "chat":
+                    raise ValueError(f"model '{model.name}': anthropic serves chat models only")
+        return self

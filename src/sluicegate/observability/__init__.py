@@ -1,0 +1,1 @@
+"""Counters and logs. Metrics export and tracing arrive with issue #6."""

@@ -1,0 +1,56 @@
+"""Stage: who is calling. Keys are held only as SHA-256 digests and compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable
+
+from sluicegate.errors import AuthenticationFailed
+from sluicegate.pipeline.call import Call, Principal, Reply
+from sluicegate.pipeline.stage import Next
+
+__all__ = ["Authenticate", "KeyRing"]
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+class KeyRing:
+    """The keys this gateway accepts, as digests. Plain keys are dropped once hashed."""
+
+    def __init__(self, master_key: str, static_keys: Iterable[tuple[str, str]] = ()) -> None:
+        self._entries: list[tuple[bytes, Principal]] = [
+            (_digest(master_key), Principal(name="master", is_admin=True))
+        ]
+        self._entries.extend((_digest(key), Principal(name=name)) for name, key in static_keys)
+
+    def lookup(self, key: str) -> Principal | None:
+        digest = _digest(key)
+        found: Principal | None = None
+        # Compare against every entry, without an early exit, so timing says nothing.
+        for stored, principal in self._entries:
+            if hmac.compare_digest(stored, digest):
+                found = principal
+        return found
+
+
+class Authenticate:
+    name = "authenticate"
+
+    def __init__(self, keys: KeyRing) -> None:
+        self.keys = keys
+
+    async def __call__(self, call: Call, call_next: Next) -> Reply:
+        if not call.api_key:
+            raise AuthenticationFailed(
+                "No API key provided. Send 'Authorization: Bearer <key>' (or 'x-api-key').",
+                code="missing_api_key",
+            )
+        principal = self.keys.lookup(call.api_key)
+        if principal is None:
+            raise AuthenticationFailed("Incorrect API key provided.")
+        call.principal = principal
+        call.api_key = None  # nothing downstream needs the secret
+        return await call_next(call)

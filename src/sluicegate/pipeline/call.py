@@ -1,0 +1,99 @@
+"""The call object: everything one request carries through the pipeline.
+
+Stages keep per-request state here, never on themselves.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sluicegate.types import Endpoint, JSONObject
+
+if TYPE_CHECKING:
+    from sluicegate.routing.router import Target
+
+__all__ = ["Call", "Principal", "Reply", "Usage"]
+
+
+@dataclass(slots=True, frozen=True)
+class Principal:
+    """Who is calling: the key's name (never the key itself)."""
+
+    name: str
+    is_admin: bool = False
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @classmethod
+    def from_openai(cls, usage: Any) -> Usage | None:
+        if not isinstance(usage, dict):
+            return None
+        prompt = usage.get("prompt_tokens")
+        completion = usage.get("completion_tokens", 0)
+        if not isinstance(prompt, int) or not isinstance(completion, int):
+            return None
+        return cls(prompt, completion)
+
+
+@dataclass(slots=True)
+class Reply:
+    """What the pipeline returns: a whole JSON body, or a stream of SSE bytes.
+
+    ``on_end`` callbacks run once a stream has finished (or failed), so stages that
+    wrap a stream learn its usage and outcome without re-reading its bytes.
+    """
+
+    status: int = 200
+    body: bytes | None = None
+    stream: AsyncIterator[bytes] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    usage: Usage | None = None
+    served_model: str | None = None
+    #: For streams: set when the stream ended; ``error`` names why if it failed.
+    finished: bool = False
+    error: str | None = None
+    on_end: list[Callable[[Reply], None]] = field(default_factory=list)
+
+    def end(self, error: str | None = None) -> None:
+        """Mark a stream finished (once) and tell the stages that asked to know."""
+        if self.finished:
+            return
+        self.finished = True
+        self.error = error
+        for callback in self.on_end:
+            callback(self)
+
+
+@dataclass(slots=True)
+class Call:
+    """One request on its way through the pipeline.
+
+    ``body`` is the decoded request in OpenAI shape. ``raw`` keeps the client's
+    bytes so a provider can forward them untouched; a stage that changes ``body``
+    must set ``raw`` to None.
+    """
+
+    request_id: str
+    endpoint: Endpoint
+    body: JSONObject
+    raw: bytes | None
+    model: str | None
+    stream: bool = False
+    api_key: str | None = None
+    client: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+    principal: Principal | None = None
+    target: Target | None = None
+    #: Headers every reply to this call carries (deployment served, decisions).
+    reply_headers: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,32 @@
+"""The terminal handler: hand the call to its deployment's provider."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+
+from sluicegate.pipeline.call import Call, Reply
+from sluicegate.routing.router import Router
+from sluicegate.types import Endpoint
+
+__all__ = ["Invoke"]
+
+
+class Invoke:
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.created = int(time.time())
+
+    async def __call__(self, call: Call) -> Reply:
+        if call.endpoint is Endpoint.MODELS:
+            return self._catalogue()
+        assert call.target is not None, "the route stage runs before invoke"
+        return await call.target.provider.send(call)
+
+    def _catalogue(self) -> Reply:
+        data = [
+            {"id": name, "object": "model", "created": self.created, "owned_by": "sluicegate"}
+            for name in self.router.model_names
+        ]
+        return Reply(body=orjson.dumps({"object": "list", "data": data}))

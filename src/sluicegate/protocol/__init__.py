@@ -1,0 +1,1 @@
+"""Wire formats and pure translation: no I/O here."""

@@ -1,0 +1,62 @@
+"""Server-sent event framing for OpenAI-style streams."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+__all__ = ["DONE", "EventBuffer", "data_payloads", "error_event", "event", "has_finish_reason"]
+
+DONE = b"data: [DONE]\n\n"
+
+_FINISH = re.compile(rb'"finish_reason"\s*:\s*"')
+
+
+def event(payload: Any) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def error_event(error_body: dict[str, Any]) -> bytes:
+    """The in-band error that ends a broken stream: OpenAI's error shape, and no [DONE]."""
+    return event(error_body)
+
+
+def has_finish_reason(events: bytes) -> bool:
+    """True if any chunk in ``events`` carries a non-null finish_reason."""
+    return _FINISH.search(events) is not None
+
+
+class EventBuffer:
+    """Cuts an arbitrary byte stream at event boundaries, so only whole events travel on."""
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._pending + chunk if self._pending else chunk
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n")
+        cut = data.rfind(b"\n\n")
+        if cut < 0:
+            self._pending = data
+            return b""
+        self._pending = data[cut + 2 :]
+        return data[: cut + 2]
+
+    @property
+    def pending(self) -> bytes:
+        return self._pending
+
+
+def data_payloads(events: bytes) -> list[bytes]:
+    """The ``data:`` payloads of whole events, in order (comments and other fields dropped)."""
+    out: list[bytes] = []
+    for block in events.split(b"\n\n"):
+        lines = [line[5:].lstrip(b" ") for line in block.split(b"\n") if line.startswith(b"data:")]
+        if lines:
+            out.append(b"\n".join(lines))
+    return out

@@ -1,0 +1,72 @@
+"""Shared fixtures: real servers on 127.0.0.1 — fake upstreams and the gateway itself."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+
+from sluicegate.config.schema import Config
+from sluicegate.server.app import create_app
+from sluicegate.server.gateway import MasterKey
+from tests.fakes import openai_upstream
+from tests.fakes.servers import running
+
+MASTER_KEY = "sk-test-master-key-0123456789"
+APP_KEY = "sk-test-app-key-0123456789abc"
+
+
+@pytest.fixture(scope="session")
+def upstream_url() -> Iterator[str]:
+    """The fake OpenAI-compatible upstream; ``{upstream_url}/{mode}/v1`` picks a behaviour."""
+    with running(openai_upstream.app) as url:
+        yield url
+
+
+@pytest.fixture
+def seen() -> Iterator[list[dict[str, Any]]]:
+    """What the fake upstream received during this test."""
+    openai_upstream.SEEN.clear()
+    yield openai_upstream.SEEN
+
+
+GatewayFactory = Callable[[dict[str, Any]], str]
+
+
+@pytest.fixture
+def start_gateway() -> Iterator[GatewayFactory]:
+    """Start a gateway for a config dict; returns its base URL (without /v1)."""
+    with ExitStack() as stack:
+
+        def start(raw: dict[str, Any]) -> str:
+            raw = {"auth": {"keys": [{"name": "app", "key": APP_KEY}]}, **raw}
+            config = Config.model_validate(raw)
+            app = create_app(config, MasterKey(MASTER_KEY, "test"))
+            return stack.enter_context(running(app))
+
+        yield start
+
+
+@pytest.fixture
+def gateway_url(start_gateway: GatewayFactory, upstream_url: str) -> str:
+    """A gateway over the fake upstream: chat model 'fake-chat', embeddings 'fake-embed'."""
+    return start_gateway(
+        {
+            "models": [
+                {
+                    "name": "fake-chat",
+                    "deployments": [
+                        {"provider": "openai", "base_url": f"{upstream_url}/ok/v1",
+                         "model": "upstream-chat", "api_key": "sk-upstream-secret"}
+                    ],
+                },
+                {
+                    "name": "fake-embed",
+                    "kind": "embedding",
+                    "deployments": [{"provider": "openai", "base_url": f"{upstream_url}/ok/v1"}],
+                },
+            ]
+        }
+    )

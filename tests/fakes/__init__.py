@@ -1,0 +1,1 @@
+"""Fake upstreams written as real HTTP servers, including ones that misbehave on purpose."""
