@@ -58,8 +58,12 @@ def gateway_url(start_gateway: GatewayFactory, upstream_url: str) -> str:
                 {
                     "name": "fake-chat",
                     "deployments": [
-                        {"provider": "openai", "base_url": f"{upstream_url}/ok/v1",
-                         "model": "upstream-chat", "api_key": "sk-upstream-secret"}
+                        {
+                            "provider": "openai",
+                            "base_url": f"{upstream_url}/ok/v1",
+                            "model": "upstream-chat",
+                            "api_key": "sk-upstream-secret",
+                        }
                     ],
                 },
                 {

@@ -12,8 +12,12 @@ deployments: ``{base}/{mode}/v1/chat/completions``. Modes:
 - ``slow``: waits 30 s before answering at all
 - ``garbage``: 200 with a body that is not JSON
 - ``nostream``: ignores stream=true and answers with one JSON body
+- ``sleep-S``: like ``ok`` after waiting S seconds before answering (a ``slow`` that ends soon,
+  so the server is not left holding a 30 s task when the tests finish)
+- ``stall-S``: like ``stall`` but idles S seconds, then finishes the stream normally
+- any other mode (``ok2``...) behaves like ``ok``: a second deployment on the same server
 
-Every request's path, headers and body are kept in ``seen`` for assertions.
+Every request's path, headers, decoded body and raw body bytes are kept in ``seen``.
 """
 
 from __future__ import annotations
@@ -41,8 +45,9 @@ def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None
 
 def _error(status: int, message: str, code: str | None = None) -> Response:
     headers = {"retry-after": "7"} if status == 429 else None
-    body = {"error": {"message": message, "type": "invalid_request_error", "param": None,
-                      "code": code}}
+    body = {
+        "error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}
+    }
     return _json(body, status, headers)
 
 
@@ -64,7 +69,9 @@ def _usage(text: str) -> dict[str, int]:
 
 def _chunk(body: dict[str, Any], delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
     return {
-        "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1700000000,
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
         "model": body.get("model"),
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
     }
@@ -73,7 +80,9 @@ def _chunk(body: dict[str, Any], delta: dict[str, Any], finish: str | None) -> d
 async def _stream(body: dict[str, Any], mode: str) -> AsyncIterator[bytes]:
     text = _reply_text(body)
     words = text.split(" ")
-    yield b"data: " + orjson.dumps(_chunk(body, {"role": "assistant", "content": ""}, None)) + b"\n\n"
+    yield (
+        b"data: " + orjson.dumps(_chunk(body, {"role": "assistant", "content": ""}, None)) + b"\n\n"
+    )
     for index, word in enumerate(words):
         piece = word if index == 0 else " " + word
         # Split one event across two writes, as real servers and proxies sometimes do.
@@ -84,6 +93,8 @@ async def _stream(body: dict[str, Any], mode: str) -> AsyncIterator[bytes]:
             raise ConnectionResetError("fake upstream drops the stream")
         if mode == "stall" and index == 0:
             await asyncio.sleep(30)
+        if mode.startswith("stall-") and index == 0:
+            await asyncio.sleep(float(mode.removeprefix("stall-")))
     yield b"data: " + orjson.dumps(_chunk(body, {}, "stop")) + b"\n\n"
     options = body.get("stream_options") or {}
     if options.get("include_usage"):
@@ -97,15 +108,21 @@ async def _stream(body: dict[str, Any], mode: str) -> AsyncIterator[bytes]:
 
 async def chat(request: Request) -> Response:
     mode = request.path_params["mode"]
-    body = orjson.loads(await request.body())
-    SEEN.append({"path": request.url.path, "headers": dict(request.headers), "body": body})
+    raw = await request.body()
+    body = orjson.loads(raw)
+    SEEN.append(
+        {"path": request.url.path, "headers": dict(request.headers), "body": body, "raw": raw}
+    )
     if mode.startswith("status-"):
         return _error(int(mode.split("-")[1]), f"fake upstream says {mode}")
     if mode == "context":
-        return _error(400, "This model's maximum context length is 8 tokens.",
-                      "context_length_exceeded")
+        return _error(
+            400, "This model's maximum context length is 8 tokens.", "context_length_exceeded"
+        )
     if mode == "slow":
         await asyncio.sleep(30)
+    if mode.startswith("sleep-"):
+        await asyncio.sleep(float(mode.removeprefix("sleep-")))
     if mode == "garbage":
         return Response(b"<html>oops</html>", media_type="application/json")
     if body.get("stream") and mode != "nostream":
@@ -115,31 +132,50 @@ async def chat(request: Request) -> Response:
     finish = "stop"
     if body.get("tools"):
         tool = body["tools"][0]["function"]["name"]
-        message = {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function",
-             "function": {"name": tool, "arguments": '{"city": "Paris"}'}}]}
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": tool, "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        }
         finish = "tool_calls"
-    return _json({
-        "id": "chatcmpl-fake", "object": "chat.completion", "created": 1700000000,
-        "model": body.get("model"),
-        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-        "usage": _usage(text),
-    })
+    return _json(
+        {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": 1700000000,
+            "model": body.get("model"),
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": _usage(text),
+        }
+    )
 
 
 async def completions(request: Request) -> Response:
     mode = request.path_params["mode"]
-    body = orjson.loads(await request.body())
-    SEEN.append({"path": request.url.path, "headers": dict(request.headers), "body": body})
+    raw = await request.body()
+    body = orjson.loads(raw)
+    SEEN.append(
+        {"path": request.url.path, "headers": dict(request.headers), "body": body, "raw": raw}
+    )
     if mode.startswith("status-"):
         return _error(int(mode.split("-")[1]), f"fake upstream says {mode}")
     text = _reply_text(body)
-    return _json({
-        "id": "cmpl-fake", "object": "text_completion", "created": 1700000000,
-        "model": body.get("model"),
-        "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}],
-        "usage": _usage(text),
-    })
+    return _json(
+        {
+            "id": "cmpl-fake",
+            "object": "text_completion",
+            "created": 1700000000,
+            "model": body.get("model"),
+            "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}],
+            "usage": _usage(text),
+        }
+    )
 
 
 def _vector(text: str) -> list[float]:
@@ -149,8 +185,11 @@ def _vector(text: str) -> list[float]:
 
 async def embeddings(request: Request) -> Response:
     mode = request.path_params["mode"]
-    body = orjson.loads(await request.body())
-    SEEN.append({"path": request.url.path, "headers": dict(request.headers), "body": body})
+    raw = await request.body()
+    body = orjson.loads(raw)
+    SEEN.append(
+        {"path": request.url.path, "headers": dict(request.headers), "body": body, "raw": raw}
+    )
     if mode.startswith("status-"):
         return _error(int(mode.split("-")[1]), f"fake upstream says {mode}")
     inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
@@ -162,8 +201,14 @@ async def embeddings(request: Request) -> Response:
             embedding = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
         data.append({"object": "embedding", "index": index, "embedding": embedding})
     tokens = sum(len(str(t).split()) for t in inputs)
-    return _json({"object": "list", "data": data, "model": body.get("model"),
-                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+    return _json(
+        {
+            "object": "list",
+            "data": data,
+            "model": body.get("model"),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
 
 
 async def models(request: Request) -> Response:
@@ -173,9 +218,11 @@ async def models(request: Request) -> Response:
     return _json({"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
 
-app = Starlette(routes=[
-    Route("/{mode}/v1/chat/completions", chat, methods=["POST"]),
-    Route("/{mode}/v1/completions", completions, methods=["POST"]),
-    Route("/{mode}/v1/embeddings", embeddings, methods=["POST"]),
-    Route("/{mode}/v1/models", models, methods=["GET"]),
-])
+app = Starlette(
+    routes=[
+        Route("/{mode}/v1/chat/completions", chat, methods=["POST"]),
+        Route("/{mode}/v1/completions", completions, methods=["POST"]),
+        Route("/{mode}/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/{mode}/v1/models", models, methods=["GET"]),
+    ]
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from sluicegate.server.routes import health, openai
+from sluicegate.server.routes import anthropic, health, openai
 
 __all__ = ["ROUTES"]
 
@@ -15,4 +15,5 @@ ROUTES: list[Route] = [
     Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
     Route("/v1/completions", openai.completions, methods=["POST"]),
     Route("/v1/embeddings", openai.embeddings, methods=["POST"]),
+    Route("/v1/messages", anthropic.messages, methods=["POST"]),
 ]

@@ -1,0 +1,64 @@
+"""The docs keep up with the code: every setting and every route is documented."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from sluicegate.config import schema
+from sluicegate.server.routes import ROUTES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _fields(model: type[BaseModel]) -> set[str]:
+    return set(model.model_fields)
+
+
+def test_every_config_field_is_documented() -> None:
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    documented = set(re.findall(r"^\| `([a-z_.]+)` \|", text, flags=re.M))
+    models: list[type[BaseModel]] = [
+        schema.ServerConfig,
+        schema.AuthConfig,
+        schema.ModelConfig,
+        schema.OpenAIDeployment,
+        schema.AnthropicDeployment,
+        schema.LocalDeployment,
+    ]
+    missing = set()
+    for model in models:
+        for name in _fields(model):
+            if name == "timeouts":
+                continue
+            if name not in documented:
+                missing.add(f"{model.__name__}.{name}")
+    for name in _fields(schema.Timeouts):
+        if f"timeouts.{name}" not in documented:
+            missing.add(f"Timeouts.{name}")
+    assert not missing, f"undocumented settings: {sorted(missing)}"
+
+
+def test_every_route_is_documented() -> None:
+    api = (ROOT / "docs" / "api.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for route in ROUTES:
+        for method in sorted(route.methods or ()):
+            if method == "HEAD":
+                continue
+            assert f"`{method} {route.path}`" in api, f"{method} {route.path} not in docs/api.md"
+            assert route.path in readme, f"{route.path} not in README.md"
+
+
+def test_readme_links_resolve() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for target in re.findall(r"\]\(([^)#]+)\)", readme):
+        assert (ROOT / target).exists(), f"README links to missing {target}"
+
+
+def test_readme_gives_the_two_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "make run" in readme and "make test" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()

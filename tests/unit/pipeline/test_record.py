@@ -1,0 +1,77 @@
+"""pipeline/record: every call is counted once, when it ends, streams included."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from sluicegate.errors import AuthenticationFailed
+from sluicegate.observability.counters import Counters
+from sluicegate.pipeline.call import Call, Reply
+from sluicegate.pipeline.record import Record
+from sluicegate.types import Endpoint
+
+
+def call(model: str | None = "m") -> Call:
+    return Call(request_id="r", endpoint=Endpoint.CHAT, body={}, raw=None, model=model)
+
+
+async def chunks() -> AsyncIterator[bytes]:
+    yield b"data: [DONE]\n\n"
+
+
+def test_body_reply_is_counted_at_once() -> None:
+    counters = Counters()
+
+    async def terminal(c: Call) -> Reply:
+        assert counters.in_flight == 1
+        return Reply(body=b"{}")
+
+    asyncio.run(Record(counters, access_log=False)(call(), terminal))
+    assert counters.in_flight == 0
+    assert counters.snapshot() == {
+        "in_flight": 0,
+        "requests": [{"endpoint": "chat", "model": "m", "status": 200, "count": 1}],
+    }
+
+
+def test_stream_is_counted_when_it_ends() -> None:
+    counters = Counters()
+
+    async def terminal(c: Call) -> Reply:
+        return Reply(stream=chunks())
+
+    reply = asyncio.run(Record(counters, access_log=False)(call(), terminal))
+    assert counters.in_flight == 1
+    assert counters.requests == {}
+    reply.end("upstream_error")
+    reply.end(None)  # a second end is ignored
+    assert counters.in_flight == 0
+    assert counters.requests == {("chat", "m", 200): 1}
+    assert reply.error == "upstream_error"
+
+
+def test_refusal_is_counted_with_its_status() -> None:
+    counters = Counters()
+
+    async def terminal(c: Call) -> Reply:
+        raise AuthenticationFailed("no")
+
+    with pytest.raises(AuthenticationFailed):
+        asyncio.run(Record(counters, access_log=False)(call(None), terminal))
+    assert counters.in_flight == 0
+    assert counters.requests == {("chat", "-", 401): 1}
+
+
+def test_unexpected_error_is_counted_as_500() -> None:
+    counters = Counters()
+
+    async def terminal(c: Call) -> Reply:
+        raise RuntimeError("bug")
+
+    with pytest.raises(RuntimeError):
+        asyncio.run(Record(counters, access_log=True)(call(), terminal))
+    assert counters.in_flight == 0
+    assert counters.requests == {("chat", "m", 500): 1}
