@@ -41,8 +41,10 @@ lint: dev
 typecheck: dev
 	$(BIN)/mypy
 
+# The overhead benchmark (about 3 minutes); BENCH_ARGS="--help" lists its options.
 bench: dev
-	$(BIN)/python bench/run.py
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && { apt-get install -y -q wrk || { apt-get update -q && apt-get install -y -q wrk; }; }; } || { echo "bench needs wrk: sudo apt-get install -y wrk"; exit 1; }
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .sluicegate .pytest_cache .mypy_cache .ruff_cache

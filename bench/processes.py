@@ -17,6 +17,7 @@ from types import TracebackType
 __all__ = [
     "CLK_TCK",
     "Managed",
+    "OtherLoad",
     "RssSampler",
     "cpu_seconds",
     "free_port",
@@ -106,7 +107,9 @@ def wait_http(url: str, proc: Managed, timeout: float = 30.0) -> float:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         if time.monotonic() - start > timeout:
-            raise SystemExit(f"{proc.name} did not answer {url} within {timeout:g}s; see {proc.log}")
+            raise SystemExit(
+                f"{proc.name} did not answer {url} within {timeout:g}s; see {proc.log}"
+            )
         time.sleep(0.05)
 
 
@@ -142,6 +145,43 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU of ``pid`` (all its threads), its reaped children and live descendants."""
     ticks = _own_cpu_ticks(pid) + sum(_own_cpu_ticks(child) for child in _descendants(pid))
     return ticks / CLK_TCK
+
+
+class OtherLoad:
+    """CPU time the rest of the machine used while a phase ran: everything busy in
+    /proc/stat minus this process (with its reaped children, such as wrk) and ``pids``.
+    A busy neighbour disturbs latency and RPS far more than CPU-per-request."""
+
+    def __init__(self, pids: Sequence[int]) -> None:
+        self.pids = list(pids)
+        self.seconds = 0.0
+        self.share = 0.0
+
+    def _sample(self) -> tuple[float, float, float]:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+        # user, nice, system: process time. Interrupt and softirq time (much of loopback TCP)
+        # is charged to no process, so it is left out rather than blamed on others.
+        busy = sum(fields[:3]) / CLK_TCK
+        me = os.times()
+        ours = me.user + me.system + me.children_user + me.children_system
+        ours += sum(cpu_seconds(pid) for pid in self.pids)
+        return busy, ours, time.monotonic()
+
+    def __enter__(self) -> OtherLoad:
+        self._start = self._sample()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        busy, ours, now = self._sample()
+        self.seconds = max(0.0, (busy - self._start[0]) - (ours - self._start[1]))
+        wall = now - self._start[2]
+        self.share = self.seconds / (wall * (os.cpu_count() or 1)) if wall > 0 else 0.0
 
 
 def memory_kib(pid: int) -> dict[str, int]:

@@ -1,9 +1,11 @@
 """Where the gateway's CPU goes: sample it with py-spy under load and sum the stacks.
 
 py-spy (``pip install py-spy``; not a project dependency) writes collapsed stacks,
-one ``frame;frame;...;leaf count`` line per distinct stack. Own time is charged to
-the leaf frame; with ``--native`` the leaf may be a C function (orjson, httptools,
-uvloop, the kernel boundary), which is then charged to the library it lives in.
+one ``frame;frame;...;leaf count`` line per distinct stack. Each sample is charged
+to the *layer* of its innermost Python frame, so C work (orjson, a socket write, a
+syscall) counts against the Python code that asked for it; samples inside the event
+loop's own C code (under ``Runner.run``) and in the garbage collector get layers of
+their own. With ``--native`` the leaf may be a C function, listed separately.
 """
 
 from __future__ import annotations
@@ -17,21 +19,23 @@ from typing import Any
 
 __all__ = ["find_pyspy", "record_argv", "summarise"]
 
-# (pattern on the frame text, category); the first that matches names the layer.
+# (pattern on the frame's file, category); the first that matches names the layer. py-spy
+# writes Python files relative to their site-packages/src root ("aiohttp/client.py:900");
+# native frames (--native) carry a shared-object or C file name instead.
 _LAYERS: list[tuple[str, str]] = [
-    (r"orjson", "orjson (C)"),
-    (r"httptools", "httptools parser (C)"),
-    (r"/uvicorn/", "uvicorn (HTTP server, ASGI glue)"),
-    (r"/starlette/", "starlette (routing, Request, Response)"),
-    (r"/aiohttp/|_http_parser|_websocket|/multidict/|/yarl/|/propcache/", "aiohttp client"),
-    (r"/sluicegate/observability/logs\.py|/logging/", "logging (access-log line)"),
-    (r"/sluicegate/", "sluicegate (routes, pipeline, provider)"),
-    (r"uvloop|libuv|\buv_", "uvloop / libuv (event loop, sockets)"),
-    (r"/asyncio/", "asyncio (tasks, futures, timeouts)"),
-    (r"libc\.so|libpthread|\bsyscall\b|__libc|epoll|\bsend\b|\brecv\b", "libc / syscalls"),
-    (r"libpython|python3\.\d+|Python/|Objects/|\bPy[A-Z_]\w*|\b_Py\w*", "CPython interpreter"),
+    (r"^asyncio/runners\.py", "event loop: uvloop/libuv polling, socket I/O, dispatch (C)"),
+    (r"^uvicorn/", "uvicorn (HTTP server, httptools callbacks)"),
+    (r"^starlette/", "starlette (middleware, routing, Request, Response)"),
+    (r"^(aiohttp|multidict|yarl|propcache|aiohappyeyeballs)/", "aiohttp client (upstream call)"),
+    (r"^logging/|^sluicegate/observability/logs\.py", "logging (access-log line)"),
+    (r"^sluicegate/providers/", "sluicegate providers"),
+    (r"^sluicegate/server/", "sluicegate server (routes, body, middleware, render)"),
+    (r"^sluicegate/", "sluicegate pipeline (stages, router, protocol)"),
+    (r"^(asyncio|concurrent)/", "asyncio (tasks, futures, timeouts, locks)"),
+    (r"^<frozen |^<string>$|^\w+\.py$", "Python standard library"),
 ]
-_FRAME = re.compile(r"^(?P<func>.*?) \((?P<where>.*)\)$")
+_GC = "CPython garbage collector"
+_FRAME = re.compile(r"^(?P<func>.*?) \((?P<where>.*?)(?::\d+)?\)$")
 
 
 def find_pyspy() -> str | None:
@@ -39,7 +43,9 @@ def find_pyspy() -> str | None:
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
-def record_argv(pyspy: str, pid: int, seconds: float, out: Path, rate: int, native: bool) -> list[str]:
+def record_argv(
+    pyspy: str, pid: int, seconds: float, out: Path, rate: int, native: bool
+) -> list[str]:
     """py-spy sampling ``pid`` for ``seconds`` into collapsed stacks at ``out``."""
     argv = [pyspy, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds)))]
     argv += ["--rate", str(rate), "--format", "raw", "--output", str(out)]
@@ -48,30 +54,40 @@ def record_argv(pyspy: str, pid: int, seconds: float, out: Path, rate: int, nati
     return argv
 
 
-def _layer(frame: str) -> str:
-    for pattern, name in _LAYERS:
-        if re.search(pattern, frame):
-            return name
+def _where(frame: str) -> str:
     match = _FRAME.match(frame)
-    return "other: " + (match.group("where").split(":")[0] if match else frame)[-60:]
+    return match.group("where") if match else frame
+
+
+def _is_python(where: str) -> bool:
+    # C frames name a .c/.h/.so file; the console script's root frame names no file at all.
+    return where.endswith(".py") or where.startswith("<") or "." not in where
+
+
+def _layer(frames: list[str]) -> str:
+    if any(f.startswith(("gc_collect", "collect_with_callback")) for f in frames):
+        return _GC
+    for frame in reversed(frames):
+        where = _where(frame)
+        if not _is_python(where):
+            continue
+        for pattern, name in _LAYERS:
+            if re.search(pattern, where):
+                return name
+        return "other: " + where.split("/", 1)[0][-40:]
+    return "other: native only"
 
 
 def _short(frame: str) -> str:
     match = _FRAME.match(frame)
-    if not match:
-        return frame
-    where = match.group("where")
-    for marker in ("site-packages/", "/src/", "/lib/python3."):
-        if marker in where:
-            where = where.split(marker, 1)[1]
-            break
-    return f"{match.group('func')} ({where.rsplit(':', 1)[0]})"
+    return f"{match.group('func')} ({match.group('where')})" if match else frame
 
 
 def summarise(raw: Path, cpu_us_per_request: float | None, top: int = 25) -> dict[str, Any]:
-    """Own time by layer and by function; inclusive time of the biggest functions."""
+    """Samples by layer, own time by function (and by C function), inclusive time."""
     own_layer: Counter[str] = Counter()
     own_func: Counter[str] = Counter()
+    own_native: Counter[str] = Counter()
     incl_func: Counter[str] = Counter()
     total = 0
     for line in raw.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -86,8 +102,10 @@ def summarise(raw: Path, cpu_us_per_request: float | None, top: int = 25) -> dic
             continue
         total += count
         leaf = frames[-1]
-        own_layer[_layer(leaf)] += count
+        own_layer[_layer(frames)] += count
         own_func[_short(leaf)] += count
+        if not _is_python(_where(leaf)):
+            own_native[_short(leaf)] += count
         for name in {_short(f) for f in frames}:
             incl_func[name] += count
 
@@ -106,5 +124,6 @@ def summarise(raw: Path, cpu_us_per_request: float | None, top: int = 25) -> dic
         "cpu_us_per_request": cpu_us_per_request,
         "own_by_layer": rows(own_layer, 40),
         "own_by_function": rows(own_func, top),
-        "inclusive_by_function": rows(incl_func, top * 2),
+        "own_by_native_function": rows(own_native, top),
+        "inclusive_by_function": rows(incl_func, 150),
     }

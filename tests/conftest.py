@@ -74,3 +74,41 @@ def gateway_url(start_gateway: GatewayFactory, upstream_url: str) -> str:
             ]
         }
     )
+
+
+def fake_upstream_models(upstream_url: str) -> list[dict[str, Any]]:
+    """The models of ``gateway_url`` and ``shared_gateway_url``."""
+    return [
+        {
+            "name": "fake-chat",
+            "deployments": [
+                {
+                    "provider": "openai",
+                    "base_url": f"{upstream_url}/ok/v1",
+                    "model": "upstream-chat",
+                    "api_key": "sk-upstream-secret",
+                }
+            ],
+        },
+        {
+            "name": "fake-embed",
+            "kind": "embedding",
+            "deployments": [{"provider": "openai", "base_url": f"{upstream_url}/ok/v1"}],
+        },
+    ]
+
+
+@pytest.fixture(scope="session")
+def shared_gateway_url(upstream_url: str) -> Iterator[str]:
+    """``gateway_url``'s gateway, started once per session (a gateway costs ~0.2 s to stop).
+
+    Only for tests that leave nothing behind that another test could see: one
+    deployment per model, so no round-robin position, and no counter assertions.
+    """
+    raw = {
+        "auth": {"keys": [{"name": "app", "key": APP_KEY}]},
+        "models": fake_upstream_models(upstream_url),
+    }
+    app = create_app(Config.model_validate(raw), MasterKey(MASTER_KEY, "test"))
+    with running(app) as url:
+        yield url

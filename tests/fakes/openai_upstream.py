@@ -7,6 +7,7 @@ deployments: ``{base}/{mode}/v1/chat/completions``. Modes:
 - ``status-NNN``: answers HTTP NNN with an OpenAI error body (429 carries Retry-After: 7)
 - ``context``: 400 ``context_length_exceeded``
 - ``cut``: streams two chunks, then drops the connection without finishing
+- ``short``: streams two chunks, then ends the response cleanly with no finish_reason or [DONE]
 - ``nodone``: a complete stream (finish_reason, usage) but no ``[DONE]``
 - ``stall``: streams one chunk, then sends nothing for 30 s
 - ``slow``: waits 30 s before answering at all
@@ -15,6 +16,8 @@ deployments: ``{base}/{mode}/v1/chat/completions``. Modes:
 - ``sleep-S``: like ``ok`` after waiting S seconds before answering (a ``slow`` that ends soon,
   so the server is not left holding a 30 s task when the tests finish)
 - ``stall-S``: like ``stall`` but idles S seconds, then finishes the stream normally
+- ``late-S``: streams the first chunk, idles S seconds, then sends the rest of the answer
+  and ``[DONE]`` in one write (so a reader gets the end of the stream in a single read)
 - any other mode (``ok2``...) behaves like ``ok``: a second deployment on the same server
 
 Every request's path, headers, decoded body and raw body bytes are kept in ``seen``.
@@ -91,6 +94,8 @@ async def _stream(body: dict[str, Any], mode: str) -> AsyncIterator[bytes]:
         yield data[7:]
         if mode == "cut" and index == 1:
             raise ConnectionResetError("fake upstream drops the stream")
+        if mode == "short" and index == 1:
+            return
         if mode == "stall" and index == 0:
             await asyncio.sleep(30)
         if mode.startswith("stall-") and index == 0:
@@ -104,6 +109,14 @@ async def _stream(body: dict[str, Any], mode: str) -> AsyncIterator[bytes]:
         yield b"data: " + orjson.dumps(final) + b"\n\n"
     if mode != "nodone":
         yield b"data: [DONE]\n\n"
+
+
+async def _late(body: dict[str, Any], seconds: float) -> AsyncIterator[bytes]:
+    whole = b"".join([event async for event in _stream(body, "ok")])
+    first, rest = whole.split(b"\n\n", 1)
+    yield first + b"\n\n"
+    await asyncio.sleep(seconds)
+    yield rest
 
 
 async def chat(request: Request) -> Response:
@@ -125,6 +138,9 @@ async def chat(request: Request) -> Response:
         await asyncio.sleep(float(mode.removeprefix("sleep-")))
     if mode == "garbage":
         return Response(b"<html>oops</html>", media_type="application/json")
+    if body.get("stream") and mode.startswith("late-"):
+        seconds = float(mode.removeprefix("late-"))
+        return StreamingResponse(_late(body, seconds), media_type="text/event-stream")
     if body.get("stream") and mode != "nostream":
         return StreamingResponse(_stream(body, mode), media_type="text/event-stream")
     text = _reply_text(body)

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 
 from sluicegate.errors import SluicegateError
+from sluicegate.observability.access_log import AccessLog
 from sluicegate.observability.counters import Counters
 from sluicegate.pipeline.call import Call, Reply
 from sluicegate.pipeline.stage import Next
 
 __all__ = ["Record"]
 
-log = logging.getLogger("sluicegate.access")
-
 
 class Record:
     name = "record"
 
-    def __init__(self, counters: Counters, access_log: bool) -> None:
+    def __init__(self, counters: Counters, access_log: AccessLog | None) -> None:
         self.counters = counters
         self.access_log = access_log
 
@@ -52,12 +50,12 @@ class Record:
     def _done(self, call: Call, status: int, error: str | None, reply: Reply | None = None) -> None:
         model = call.model or "-"
         self.counters.count(call.endpoint.value, model, status)
-        if not self.access_log or not log.isEnabledFor(logging.INFO):
+        if self.access_log is None:
             return
         usage = reply.usage if reply is not None else None
-        log.info(
-            "request",
-            extra={
+        self.access_log.write(
+            {
+                "msg": "request",
                 "request_id": call.request_id,
                 "endpoint": call.endpoint.value,
                 "model": model,
@@ -69,5 +67,5 @@ class Record:
                 "prompt_tokens": usage.prompt_tokens if usage else None,
                 "completion_tokens": usage.completion_tokens if usage else None,
                 "latency_ms": round((time.perf_counter() - call.started) * 1000, 2),
-            },
+            }
         )

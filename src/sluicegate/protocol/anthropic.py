@@ -26,21 +26,21 @@ from sluicegate.errors import (
 from sluicegate.types import JSONObject
 
 __all__ = [
-    "FINISH_TO_STOP",
-    "STOP_TO_FINISH",
     "anthropic_usage",
     "error_body",
     "error_message",
     "error_type",
+    "finish_reason",
     "message_id",
+    "obj",
     "openai_usage",
+    "stop_reason",
     "to_anthropic_message",
     "to_openai_completion",
     "upstream_error",
 ]
 
-#: OpenAI ``finish_reason`` → Anthropic ``stop_reason``.
-FINISH_TO_STOP = {
+_FINISH_TO_STOP = {
     "stop": "end_turn",
     "length": "max_tokens",
     "tool_calls": "tool_use",
@@ -48,9 +48,8 @@ FINISH_TO_STOP = {
     "content_filter": "refusal",
 }
 
-#: Anthropic ``stop_reason`` → OpenAI ``finish_reason``. ``pause_turn`` only follows
-#: Anthropic's own server tools, which the gateway never asks for.
-STOP_TO_FINISH = {
+# ``pause_turn`` only follows Anthropic's own server tools, which the gateway never asks for.
+_STOP_TO_FINISH = {
     "end_turn": "stop",
     "stop_sequence": "stop",
     "pause_turn": "stop",
@@ -76,6 +75,21 @@ _ERROR_TYPES = {
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def obj(value: Any) -> JSONObject:
+    """``value`` if it is a JSON object, else an empty one: upstream JSON is not trusted."""
+    return value if isinstance(value, dict) else {}
+
+
+def stop_reason(finish: Any) -> str:
+    """Anthropic's ``stop_reason`` for an OpenAI ``finish_reason``."""
+    return _FINISH_TO_STOP.get(finish, "end_turn") if isinstance(finish, str) else "end_turn"
+
+
+def finish_reason(stop: Any) -> str:
+    """OpenAI's ``finish_reason`` for an Anthropic ``stop_reason``."""
+    return _STOP_TO_FINISH.get(stop, "stop") if isinstance(stop, str) else "stop"
 
 
 def openai_usage(usage: Any) -> JSONObject | None:
@@ -137,40 +151,39 @@ def _tool_input(arguments: Any, where: str) -> JSONObject:
 def to_anthropic_message(response: JSONObject, model: str) -> JSONObject:
     """An OpenAI chat completion as an Anthropic message (the first choice)."""
     choices = response.get("choices")
-    choice = choices[0] if isinstance(choices, list) and choices else {}
-    if not isinstance(choice, dict):
-        raise UpstreamError("The backend answered with a malformed choice.")
-    message = choice.get("message") or {}
+    choice = obj(choices[0]) if isinstance(choices, list) and choices else {}
+    message = obj(choice.get("message"))
     content: list[JSONObject] = []
     text = message.get("content")
     if isinstance(text, list):  # some servers answer with content parts
-        text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
+        text = "".join(p["text"] for p in text if isinstance(obj(p).get("text"), str))
     if isinstance(text, str) and text:
         content.append({"type": "text", "text": text})
-    for index, call in enumerate(message.get("tool_calls") or []):
-        fn = call.get("function") or {}
+    calls = message.get("tool_calls")
+    for index, call in enumerate(calls if isinstance(calls, list) else []):
+        fn = obj(obj(call).get("function"))
         content.append(
             {
                 "type": "tool_use",
-                "id": call.get("id") or f"toolu_{index}",
+                "id": obj(call).get("id") or f"toolu_{index}",
                 "name": fn.get("name", ""),
                 "input": _tool_input(fn.get("arguments"), f"tool call {index} arguments"),
             }
         )
     finish = choice.get("finish_reason")
-    stop_reason = FINISH_TO_STOP.get(finish, "end_turn") if finish else "end_turn"
+    stop = stop_reason(finish)
     # vLLM names the stop string that ended the answer; that is Anthropic's stop_sequence.
     matched = choice.get("stop_reason")
     stop_sequence = matched if finish == "stop" and isinstance(matched, str) else None
     if stop_sequence is not None:
-        stop_reason = "stop_sequence"
+        stop = "stop_sequence"
     return {
         "id": message_id(response.get("id")),
         "type": "message",
         "role": "assistant",
         "model": response.get("model") or model,
         "content": content,
-        "stop_reason": stop_reason,
+        "stop_reason": stop,
         "stop_sequence": stop_sequence,
         "usage": anthropic_usage(response.get("usage")),
     }
@@ -180,10 +193,11 @@ def to_openai_completion(message: JSONObject, model: str, created: int) -> JSONO
     """An Anthropic message as an OpenAI chat completion. Thinking blocks are not carried."""
     texts: list[str] = []
     tool_calls: list[JSONObject] = []
-    for block in message.get("content") or []:
-        kind = block.get("type") if isinstance(block, dict) else None
-        if kind == "text":
-            texts.append(block.get("text", ""))
+    blocks = message.get("content")
+    for block in blocks if isinstance(blocks, list) else []:
+        kind = obj(block).get("type")
+        if kind == "text" and isinstance(block.get("text"), str):
+            texts.append(block["text"])
         elif kind == "tool_use":
             tool_calls.append(
                 {
@@ -208,7 +222,7 @@ def to_openai_completion(message: JSONObject, model: str, created: int) -> JSONO
                 "index": 0,
                 "message": reply,
                 "logprobs": None,
-                "finish_reason": STOP_TO_FINISH.get(message.get("stop_reason") or "", "stop"),
+                "finish_reason": finish_reason(message.get("stop_reason")),
             }
         ],
     }

@@ -107,15 +107,24 @@ def validate_messages(body: JSONObject) -> tuple[str, bool]:
     return model, bool(stream)
 
 
-def _text_of(value: Any) -> str:
+def _text(block: JSONObject, where: str) -> str:
+    text = block.get("text")
+    if not isinstance(text, str):
+        raise _expect(f"{where}.text", "a string", text)
+    return text
+
+
+def _text_of(value: Any, where: str) -> str:
     """A string, or the text blocks of a block list joined as paragraphs."""
     if isinstance(value, str):
         return value
-    if isinstance(value, list):
-        return "\n\n".join(
-            b.get("text", "") for b in value if isinstance(b, dict) and b.get("type") == "text"
-        )
-    return ""
+    if not isinstance(value, list):
+        return ""
+    return "\n\n".join(
+        _text(block, f"{where}[{index}]")
+        for index, block in enumerate(value)
+        if isinstance(block, dict) and block.get("type") == "text"
+    )
 
 
 def _image_part(block: JSONObject, where: str) -> JSONObject:
@@ -142,7 +151,7 @@ def _tool_message(block: JSONObject, where: str) -> tuple[JSONObject, list[JSONO
         for index, part in enumerate(content):
             if isinstance(part, dict) and part.get("type") == "image":
                 images.append(_image_part(part, f"{where}.content[{index}]"))
-    text = _text_of(content)
+    text = _text_of(content, f"{where}.content")
     if block.get("is_error"):
         # OpenAI has no error flag on tool results; say it in words so the model still knows.
         text = f"Error: {text}" if text else "Error"
@@ -159,7 +168,7 @@ def _user_messages(content: Any, where: str) -> list[JSONObject]:
         kind = block["type"]
         at = f"{where}[{index}]"
         if kind == "text":
-            parts.append({"type": "text", "text": block.get("text", "")})
+            parts.append({"type": "text", "text": _text(block, at)})
         elif kind == "image":
             parts.append(_image_part(block, at))
         elif kind == "tool_result":
@@ -189,7 +198,7 @@ def _assistant_message(content: Any, where: str) -> JSONObject:
     for index, block in enumerate(content):
         kind = block["type"]
         if kind == "text":
-            texts.append(block.get("text", ""))
+            texts.append(_text(block, f"{where}[{index}]"))
         elif kind == "tool_use":
             calls.append(
                 {
@@ -263,7 +272,7 @@ def to_openai_request(body: JSONObject) -> JSONObject:
     messages: list[JSONObject] = []
     system = body.get("system")
     if system:
-        messages.append({"role": "system", "content": _text_of(system)})
+        messages.append({"role": "system", "content": _text_of(system, "system")})
     for index, message in enumerate(body["messages"]):
         where = f"messages[{index}].content"
         if message["role"] == "user":

@@ -13,17 +13,19 @@ last chunk after ``finish_reason``. So the Anthropic side holds its
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
 
-from sluicegate.errors import UpstreamError
+from sluicegate.errors import SluicegateError, UpstreamError
 from sluicegate.protocol.anthropic import (
-    FINISH_TO_STOP,
-    STOP_TO_FINISH,
     anthropic_usage,
+    finish_reason,
     message_id,
+    obj,
     openai_usage,
+    stop_reason,
     upstream_error,
 )
 from sluicegate.protocol.sse import DONE, data_payloads
@@ -41,6 +43,25 @@ def _decode(payload: bytes, who: str) -> JSONObject:
     if not isinstance(decoded, dict):
         raise UpstreamError(f"{who} sent a stream event that is not a JSON object.")
     return decoded
+
+
+def _translated(events: bytes, feed: Callable[[bytes], bytes]) -> Iterator[bytes]:
+    """The translation of a batch of events, as one item so it goes out in one write.
+
+    When an event in the batch fails (an in-band error), what the events before it
+    said is yielded first, then the error is raised: a client sees every byte the
+    backend managed to send before it broke.
+    """
+    out: list[bytes] = []
+    try:
+        for payload in data_payloads(events):
+            out.append(feed(payload))
+    except SluicegateError:
+        if any(out):
+            yield b"".join(out)
+        raise
+    if any(out):
+        yield b"".join(out)
 
 
 def anthropic_event(payload: JSONObject) -> bytes:
@@ -64,18 +85,19 @@ class ToAnthropicStream:
         self._stop_sequence: str | None = None
         self._usage: Any = None
 
-    def feed_events(self, events: bytes) -> bytes:
-        """Translate whole OpenAI SSE events, ``[DONE]`` included."""
-        out: list[bytes] = []
-        for payload in data_payloads(events):
-            if payload == b"[DONE]":
-                out.append(self.finish())
-            else:
-                out.append(self.feed(_decode(payload, "The backend")))
-        return b"".join(out)
+    def feed_events(self, events: bytes) -> Iterator[bytes]:
+        """Translate whole OpenAI SSE events, ``[DONE]`` included; see ``_translated``."""
+        return _translated(events, self._feed_payload)
+
+    def _feed_payload(self, payload: bytes) -> bytes:
+        if payload == b"[DONE]":
+            return self.finish()
+        return self.feed(_decode(payload, "The backend"))
 
     def feed(self, chunk: JSONObject) -> bytes:
-        """Translate one decoded ``chat.completion.chunk``."""
+        """Translate one decoded ``chat.completion.chunk``; nothing once finished."""
+        if self.done:
+            return b""
         if "error" in chunk:
             error = chunk["error"]
             message = error.get("message") if isinstance(error, dict) else error
@@ -88,16 +110,17 @@ class ToAnthropicStream:
         choices = chunk.get("choices")
         choice = choices[0] if isinstance(choices, list) and choices else None
         if isinstance(choice, dict):
-            delta = choice.get("delta") or {}
+            delta = obj(choice.get("delta"))
             text = delta.get("content")
             if isinstance(text, str) and text:
                 out.append(self._text(text))
-            for call in delta.get("tool_calls") or []:
-                out.append(self._tool(call))
+            calls = delta.get("tool_calls")
+            for listed, call in enumerate(calls if isinstance(calls, list) else []):
+                out.append(self._tool(obj(call), listed))
             finish = choice.get("finish_reason")
             if finish:
                 out.append(self._close())
-                self._stop_reason = FINISH_TO_STOP.get(finish, "end_turn")
+                self._stop_reason = stop_reason(finish)
                 matched = choice.get("stop_reason")
                 if finish == "stop" and isinstance(matched, str):
                     self._stop_reason, self._stop_sequence = "stop_sequence", matched
@@ -105,6 +128,8 @@ class ToAnthropicStream:
 
     def finish(self) -> bytes:
         """The end of the OpenAI stream (``[DONE]``): stop reason, usage, ``message_stop``."""
+        if self.done:
+            return b""
         out = [] if self.started else [self._start({})]
         out.append(self._close())
         usage = anthropic_usage(self._usage)
@@ -161,11 +186,12 @@ class ToAnthropicStream:
         event = {"type": "content_block_delta", "index": self._open, "delta": delta}
         return out + anthropic_event(event)
 
-    def _tool(self, call: Any) -> bytes:
-        if not isinstance(call, dict):
-            return b""
-        position = call.get("index", 0)
-        fn = call.get("function") or {}
+    def _tool(self, call: JSONObject, listed: int) -> bytes:
+        # A whole message re-told as one chunk lists its calls without an index.
+        position = call.get("index", listed)
+        if not isinstance(position, int):
+            raise UpstreamError("The backend sent a tool call delta without an index.")
+        fn = obj(call.get("function"))
         out = b""
         if position not in self._tool_blocks:
             block: JSONObject = {
@@ -200,30 +226,34 @@ class ToOpenAIStream:
         self._anthropic_usage: JSONObject = {}
         self._tools: dict[int, int] = {}  # block index → OpenAI tool call index
 
-    def feed_events(self, events: bytes) -> bytes:
-        """Translate whole Anthropic SSE events (the type is in each one's data too)."""
-        where = f"Deployment '{self.deployment}'"
-        return b"".join(self.feed(_decode(p, where)) for p in data_payloads(events))
+    def feed_events(self, events: bytes) -> Iterator[bytes]:
+        """Translate whole Anthropic SSE events (each one's data names its type too)."""
+        return _translated(events, self._feed_payload)
+
+    def _feed_payload(self, payload: bytes) -> bytes:
+        return self.feed(_decode(payload, f"Deployment '{self.deployment}'"))
 
     def feed(self, event: JSONObject) -> bytes:
         """Translate one decoded Anthropic event; an ``error`` event raises its error."""
+        if self.done:
+            return b""  # nothing may follow [DONE]
         kind = event.get("type")
         if kind == "content_block_delta":
-            return self._delta(event.get("index"), event.get("delta") or {})
+            return self._delta(event.get("index"), obj(event.get("delta")))
         if kind == "content_block_start":
-            return self._block(event.get("index"), event.get("content_block") or {})
+            return self._block(event.get("index"), obj(event.get("content_block")))
         if kind == "message_start":
-            message = event.get("message") or {}
+            message = obj(event.get("message"))
             self._id = message.get("id") or self._id
             self._model = message.get("model") or self._model
             self._take_usage(message.get("usage"))
             return self._chunk({"role": "assistant", "content": ""})
         if kind == "message_delta":
             self._take_usage(event.get("usage"))
-            stop = (event.get("delta") or {}).get("stop_reason")
+            stop = obj(event.get("delta")).get("stop_reason")
             if stop is None:
                 return b""
-            return self._chunk({}, STOP_TO_FINISH.get(stop, "stop"))
+            return self._chunk({}, finish_reason(stop))
         if kind == "message_stop":
             self.done = True
             if self.include_usage and self.usage is not None:
@@ -264,7 +294,7 @@ class ToOpenAIStream:
         if kind == "text_delta":
             text = delta.get("text")
             return self._chunk({"content": text}) if text else b""
-        if kind == "input_json_delta" and index in self._tools:
+        if kind == "input_json_delta" and isinstance(index, int) and index in self._tools:
             partial = delta.get("partial_json")
             if not partial:
                 return b""

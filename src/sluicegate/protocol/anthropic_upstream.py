@@ -23,6 +23,13 @@ def _refuse(field: str, why: str) -> InvalidRequest:
     return InvalidRequest(f"'{field}' {why}", param=field)
 
 
+def _string(part: JSONObject, field: str, where: str) -> str:
+    value = part.get(field)
+    if not isinstance(value, str):
+        raise _refuse(f"{where}.{field}", "must be a string.")
+    return value
+
+
 def _texts(content: Any, where: str) -> list[str]:
     """The text of a string or of text parts; other parts are refused."""
     if content is None:
@@ -33,7 +40,7 @@ def _texts(content: Any, where: str) -> list[str]:
     for index, part in enumerate(content):
         kind = part.get("type")
         if kind in ("text", "refusal"):
-            out.append(part.get(kind) or "")
+            out.append(_string(part, kind, f"{where}[{index}]"))
         else:
             raise _refuse(f"{where}[{index}].type", f"{kind!r} is not supported here.")
     return out
@@ -64,7 +71,7 @@ def _user_blocks(content: Any, where: str) -> list[JSONObject]:
     for index, part in enumerate(content):
         kind = part.get("type")
         if kind == "text":
-            blocks.append({"type": "text", "text": part.get("text") or ""})
+            blocks.append({"type": "text", "text": _string(part, "text", f"{where}[{index}]")})
         elif kind == "image_url":
             blocks.append(_image(part, f"{where}[{index}]"))
         else:
@@ -77,7 +84,10 @@ def _assistant_blocks(message: JSONObject, where: str) -> list[JSONObject]:
         {"type": "text", "text": text}
         for text in _texts(message.get("content"), f"{where}.content")
     ]
-    for index, call in enumerate(message.get("tool_calls") or []):
+    calls = message.get("tool_calls") or []
+    if not isinstance(calls, list):
+        raise _refuse(f"{where}.tool_calls", "must be a list.")
+    for index, call in enumerate(calls):
         at = f"{where}.tool_calls[{index}]"
         fn = call.get("function") if isinstance(call, dict) else None
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
@@ -158,8 +168,11 @@ def _tool_choice(choice: Any, parallel: Any) -> JSONObject | None:
         picked = {"type": choice}
     elif choice == "required":
         picked = {"type": "any"}
-    elif isinstance(choice, dict) and isinstance((choice.get("function") or {}).get("name"), str):
-        picked = {"type": "tool", "name": choice["function"]["name"]}
+    elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        name = choice["function"].get("name")
+        if not isinstance(name, str):
+            raise _refuse("tool_choice.function.name", "is required.")
+        picked = {"type": "tool", "name": name}
     else:
         raise _refuse("tool_choice", "must be auto, none, required or a named function.")
     if parallel is False and (picked is None or picked["type"] != "none"):

@@ -100,7 +100,7 @@ def _message(index: int, message: Any) -> None:
     if not isinstance(message, dict):
         raise _type_error(where, "an object", message)
     role = message.get("role")
-    if role not in _ROLES:
+    if not isinstance(role, str) or role not in _ROLES:
         raise InvalidRequest(
             f"'{where}.role' must be one of {', '.join(sorted(_ROLES))}, got {role!r}.",
             param=f"{where}.role",

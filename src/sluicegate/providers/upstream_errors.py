@@ -89,6 +89,11 @@ def from_status(
             f"Deployment '{deployment}' is unavailable (HTTP 503){said}",
             code="upstream_unavailable",
         )
+    if status == 529:
+        # Anthropic's "overloaded": the service is up but shedding load.
+        return ServiceUnavailable(
+            f"Deployment '{deployment}' is overloaded (HTTP 529){said}", code="upstream_overloaded"
+        )
     if status == 504:
         return UpstreamTimeout(f"Deployment '{deployment}' timed out (HTTP 504){said}")
     return UpstreamError(

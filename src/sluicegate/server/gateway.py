@@ -12,6 +12,7 @@ from pathlib import Path
 from starlette.requests import Request
 
 from sluicegate.config.schema import Config
+from sluicegate.observability.access_log import AccessLog
 from sluicegate.observability.counters import Counters
 from sluicegate.pipeline.authenticate import Authenticate, KeyRing
 from sluicegate.pipeline.invoke import Invoke
@@ -59,13 +60,14 @@ class Gateway:
         self.max_body_bytes = config.server.max_body_bytes
         self.router = Router(config)
         self.counters = Counters()
+        self.access_log = AccessLog() if config.server.access_log else None
         keys = KeyRing(
             master_key.value,
             ((k.name, k.key.get_secret_value()) for k in config.auth.keys),
         )
         self.pipeline = Pipeline(
             stages=[
-                Record(self.counters, config.server.access_log),
+                Record(self.counters, self.access_log),
                 Authenticate(keys),
                 Route(self.router),
             ],
@@ -80,6 +82,8 @@ class Gateway:
         await asyncio.gather(
             *(target.provider.close() for target in self.router.targets()), return_exceptions=True
         )
+        if self.access_log is not None:
+            self.access_log.flush()
 
     async def readiness(self) -> dict[str, dict[str, bool]]:
         """Health of every deployment by model; probed at most once a second."""

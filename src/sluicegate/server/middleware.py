@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["RequestIdMiddleware"]
+__all__ = ["RequestIdMiddleware", "new_request_id"]
 
 _SANE_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+
+# A random per-process prefix and a counter: unique across replicas for practical
+# purposes, and a fraction of uuid4's cost (no syscall per request).
+_PREFIX = os.urandom(6).hex().encode()
+_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> bytes:
+    return b"%s%010x" % (_PREFIX, next(_COUNTER))
 
 
 class RequestIdMiddleware:
@@ -26,7 +36,7 @@ class RequestIdMiddleware:
                 rid = value
                 break
         if not _SANE_ID.match(rid):
-            rid = uuid.uuid4().hex.encode()
+            rid = new_request_id()
         scope.setdefault("state", {})["request_id"] = rid.decode()
         header = (b"x-request-id", rid)
 

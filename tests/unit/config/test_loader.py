@@ -152,7 +152,9 @@ def test_unknown_field_names_the_path_and_the_fix(tmp_path: Path) -> None:
 
 
 def test_unknown_top_level_and_server_fields(tmp_path: Path) -> None:
-    text = "server:\n  prot: 1\nmodel: []\n" + CHAT_MODEL.format(base_url="http://h/v1", api_key="k")
+    text = "server:\n  prot: 1\nmodel: []\n" + CHAT_MODEL.format(
+        base_url="http://h/v1", api_key="k"
+    )
     message = problems(write(tmp_path, text))
     assert "  - server.prot: unknown field." in message
     assert "  - model: unknown field." in message

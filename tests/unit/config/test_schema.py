@@ -62,11 +62,7 @@ def test_local_deployment_defaults() -> None:
 
 def test_anthropic_serves_chat_only() -> None:
     assert errors(
-        {
-            "models": [
-                {"name": "m", "kind": "embedding", "deployments": [{"provider": "anthropic"}]}
-            ]
-        }
+        {"models": [{"name": "m", "kind": "embedding", "deployments": [{"provider": "anthropic"}]}]}
     ) == [((), "value_error")]
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 
 from sluicegate.errors import AuthenticationFailed
+from sluicegate.observability.access_log import AccessLog
 from sluicegate.observability.counters import Counters
 from sluicegate.pipeline.call import Call, Reply
 from sluicegate.pipeline.record import Record
@@ -29,7 +32,7 @@ def test_body_reply_is_counted_at_once() -> None:
         assert counters.in_flight == 1
         return Reply(body=b"{}")
 
-    asyncio.run(Record(counters, access_log=False)(call(), terminal))
+    asyncio.run(Record(counters, access_log=None)(call(), terminal))
     assert counters.in_flight == 0
     assert counters.snapshot() == {
         "in_flight": 0,
@@ -43,7 +46,7 @@ def test_stream_is_counted_when_it_ends() -> None:
     async def terminal(c: Call) -> Reply:
         return Reply(stream=chunks())
 
-    reply = asyncio.run(Record(counters, access_log=False)(call(), terminal))
+    reply = asyncio.run(Record(counters, access_log=None)(call(), terminal))
     assert counters.in_flight == 1
     assert counters.requests == {}
     reply.end("upstream_error")
@@ -60,18 +63,29 @@ def test_refusal_is_counted_with_its_status() -> None:
         raise AuthenticationFailed("no")
 
     with pytest.raises(AuthenticationFailed):
-        asyncio.run(Record(counters, access_log=False)(call(None), terminal))
+        asyncio.run(Record(counters, access_log=None)(call(None), terminal))
     assert counters.in_flight == 0
     assert counters.requests == {("chat", "-", 401): 1}
 
 
 def test_unexpected_error_is_counted_as_500() -> None:
     counters = Counters()
+    out = io.BytesIO()
+    log = AccessLog(out=out)
 
     async def terminal(c: Call) -> Reply:
         raise RuntimeError("bug")
 
     with pytest.raises(RuntimeError):
-        asyncio.run(Record(counters, access_log=True)(call(), terminal))
+        asyncio.run(Record(counters, log)(call(), terminal))
+    log.flush()
     assert counters.in_flight == 0
     assert counters.requests == {("chat", "m", 500): 1}
+    entry = orjson.loads(out.getvalue())
+    assert {k: entry[k] for k in ("request_id", "endpoint", "model", "status", "error")} == {
+        "request_id": "r",
+        "endpoint": "chat",
+        "model": "m",
+        "status": 500,
+        "error": "internal_error",
+    }

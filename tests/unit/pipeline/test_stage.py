@@ -32,6 +32,13 @@ class Recorder:
         return reply
 
 
+def run(pipeline: Pipeline, c: Call) -> Reply:
+    async def main() -> Reply:
+        return await pipeline.run(c)
+
+    return asyncio.run(main())
+
+
 def call() -> Call:
     return Call(request_id="r", endpoint=Endpoint.CHAT, body={}, raw=b"{}", model="m")
 
@@ -50,7 +57,7 @@ def test_stages_wrap_the_terminal_in_order() -> None:
     log: list[str] = []
     stages = [Recorder(n, log) for n in ("first", "second", "third")]
     pipeline = Pipeline(stages, terminal_for(log))
-    reply = asyncio.run(pipeline.run(call()))
+    reply = run(pipeline, call())
     assert log == ["first>", "second>", "third>", "terminal", "<third", "<second", "<first"]
     assert reply.body == b'{"ok":true}'
     assert list(reply.headers) == ["third", "second", "first"]
@@ -59,7 +66,7 @@ def test_stages_wrap_the_terminal_in_order() -> None:
 
 def test_no_stages_calls_the_terminal() -> None:
     log: list[str] = []
-    reply = asyncio.run(Pipeline([], terminal_for(log)).run(call()))
+    reply = run(Pipeline([], terminal_for(log)), call())
     assert log == ["terminal"]
     assert reply.body == b'{"ok":true}'
 
@@ -68,7 +75,7 @@ def test_a_refusing_stage_stops_the_call() -> None:
     log: list[str] = []
     stages = [Recorder("outer", log), Recorder("guard", log, fail=True), Recorder("inner", log)]
     with pytest.raises(InvalidRequest, match="guard refused"):
-        asyncio.run(Pipeline(stages, terminal_for(log)).run(call()))
+        run(Pipeline(stages, terminal_for(log)), call())
     assert log == ["outer>", "guard>", "<outer"]
 
 
@@ -76,7 +83,7 @@ def test_terminal_errors_propagate_through_every_stage() -> None:
     log: list[str] = []
     stages = [Recorder("outer", log), Recorder("inner", log)]
     with pytest.raises(RuntimeError, match="provider broke"):
-        asyncio.run(Pipeline(stages, terminal_for(log, fail=True)).run(call()))
+        run(Pipeline(stages, terminal_for(log, fail=True)), call())
     assert log == ["outer>", "inner>", "terminal", "<inner", "<outer"]
 
 
@@ -97,6 +104,6 @@ def test_stages_list_is_frozen_at_build_time() -> None:
     stages = [Recorder("a", log)]
     pipeline = Pipeline(stages, terminal_for(log))
     stages.append(Recorder("late", log))
-    asyncio.run(pipeline.run(call()))
+    run(pipeline, call())
     assert "late>" not in log
     assert isinstance(pipeline.stages, tuple)

@@ -210,9 +210,7 @@ def test_completion_refusals(body: dict[str, Any], param: str) -> None:
     assert refused(validate_completion, body).param == param
 
 
-@pytest.mark.parametrize(
-    "data", ["hello", ["a", "b"], [1, 2, 3], [[1, 2], [3, 4]], ["x"] * 2048]
-)
+@pytest.mark.parametrize("data", ["hello", ["a", "b"], [1, 2, 3], [[1, 2], [3, 4]], ["x"] * 2048])
 def test_embedding_inputs(data: Any) -> None:
     assert validate_embeddings({"model": "e", "input": data}) == "e"
 

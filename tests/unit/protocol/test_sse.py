@@ -82,7 +82,7 @@ def test_data_payloads() -> None:
     events = (
         b": keep-alive comment\n\n"
         b'data: {"a":1}\n\n'
-        b"event: message\nid: 7\ndata:{\"b\":2}\n\n"
+        b'event: message\nid: 7\ndata:{"b":2}\n\n'
         b"data: line one\ndata: line two\n\n" + DONE
     )
     assert data_payloads(events) == [b'{"a":1}', b'{"b":2}', b"line one\nline two", b"[DONE]"]

@@ -135,4 +135,5 @@ def _session(path: Path, threads: int) -> Any:
     # Spinning idle threads would steal the cores the event loop and llama.cpp need.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: onnxruntime's warnings are not ours to show
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

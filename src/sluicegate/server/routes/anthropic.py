@@ -38,7 +38,7 @@ async def messages(request: Request) -> Response:
         call = new_call(request, Endpoint.CHAT, to_openai_request(body), None, model, stream)
         reply = await run(request, call)
         if reply.stream is not None:
-            reply.stream = _translate(reply, ToAnthropicStream(model), request_id)
+            reply.stream = _translate(reply.stream, reply, ToAnthropicStream(model), request_id)
             return render(reply, call)
         content = orjson.dumps(to_anthropic_message(_completion(reply), model))
         headers = call.reply_headers | reply.headers
@@ -64,7 +64,7 @@ def _error(exc: SluicegateError, request_id: str) -> Response:
 
 
 async def _translate(
-    reply: Reply, translator: ToAnthropicStream, request_id: str
+    source: AsyncIterator[bytes], reply: Reply, translator: ToAnthropicStream, request_id: str
 ) -> AsyncIterator[bytes]:
     """OpenAI SSE in, Anthropic SSE out; a failure ends the stream with an Anthropic error event.
 
@@ -72,13 +72,10 @@ async def _translate(
     ignore, so errors are turned into Anthropic's ``event: error`` here and the reply
     is marked failed before ``render`` sees the (then clean) end.
     """
-    source = reply.stream
-    assert source is not None
     error: SluicegateError | None = None
     try:
         async for events in source:
-            out = translator.feed_events(events)
-            if out:
+            for out in translator.feed_events(events):
                 yield out
         if not translator.done:
             raise UpstreamError("The backend ended the stream before it was complete.")
