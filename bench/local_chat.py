@@ -10,6 +10,7 @@ completions with the openai SDK and prints the figures as a Markdown table.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import threading
@@ -46,7 +47,7 @@ def one_stream(base: str, tokens: int, out: list[tuple[float, list[float]]]) -> 
         for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content:
                 stamps.append(time.perf_counter())
-        out.append((stamps[0] - started, [b - a for a, b in zip(stamps, stamps[1:], strict=False)]))
+        out.append((stamps[0] - started, [b - a for a, b in itertools.pairwise(stamps)]))
 
 
 def main() -> int:

@@ -129,7 +129,7 @@ class RateLimited(SluicegateError):
 class UpstreamError(SluicegateError):
     status = 502
     type = "upstream_error"
-    code = "bad_gateway"
+    code: str | None = "bad_gateway"
 
 
 class UpstreamRejected(UpstreamError):
@@ -145,9 +145,10 @@ class UpstreamRejected(UpstreamError):
         code: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(message, param=param, code=code, headers=headers)
+        super().__init__(message, param=param, headers=headers)
         self.status = status
         self.type = type
+        self.code = code  # the upstream's own, even when it gave none
 
 
 class ServiceUnavailable(SluicegateError):

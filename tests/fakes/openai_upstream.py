@@ -16,6 +16,8 @@ deployments: ``{base}/{mode}/v1/chat/completions``. Modes:
 - ``sleep-S``: like ``ok`` after waiting S seconds before answering (a ``slow`` that ends soon,
   so the server is not left holding a 30 s task when the tests finish)
 - ``stall-S``: like ``stall`` but idles S seconds, then finishes the stream normally
+- ``slowbody-S``: sends a non-streamed answer's headers and half its body, then the rest
+  S seconds later
 - ``late-S``: streams the first chunk, idles S seconds, then sends the rest of the answer
   and ``[DONE]`` in one write (so a reader gets the end of the stream in a single read)
 - any other mode (``ok2``...) behaves like ``ok``: a second deployment on the same server
@@ -160,7 +162,7 @@ async def chat(request: Request) -> Response:
             ],
         }
         finish = "tool_calls"
-    return _json(
+    answer = _json(
         {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
@@ -170,6 +172,18 @@ async def chat(request: Request) -> Response:
             "usage": _usage(text),
         }
     )
+    if mode.startswith("slowbody-"):
+        seconds = float(mode.removeprefix("slowbody-"))
+        return StreamingResponse(
+            _halves(bytes(answer.body), seconds), media_type="application/json"
+        )
+    return answer
+
+
+async def _halves(data: bytes, seconds: float) -> AsyncIterator[bytes]:
+    yield data[: len(data) // 2]
+    await asyncio.sleep(seconds)
+    yield data[len(data) // 2 :]
 
 
 async def completions(request: Request) -> Response:

@@ -121,11 +121,6 @@ def test_chat_field_errors(
     assert seen == []  # refused before any upstream call
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="protocol/openai.py _message: an unhashable role ([...] or {...}) raises TypeError "
-    "in `role not in _ROLES`; the client gets a 500 api_error instead of a 400",
-)
 def test_unhashable_role_is_a_400(http: httpx2.Client, shared_gateway_url: str) -> None:
     body = {"model": "fake-chat", "messages": [{"role": ["user"], "content": "x"}]}
     bad_request(post(http, shared_gateway_url, json=body), "messages[0].role")
@@ -335,11 +330,6 @@ def test_wrong_method(http: httpx2.Client, shared_gateway_url: str) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server/errors.py _on_http_error drops the HTTPException's headers, so a 405 has no "
-    "Allow header (RFC 9110 §15.5.6 requires one)",
-)
 def test_wrong_method_names_the_allowed_one(http: httpx2.Client, shared_gateway_url: str) -> None:
     r = http.delete(shared_gateway_url + "/v1/embeddings", headers=AUTH)
     assert r.status_code == 405

@@ -9,6 +9,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -308,7 +309,52 @@ def test_the_event_loop_stays_responsive_while_generating(start_gateway: Gateway
     assert sorted(latencies)[-2] < 0.1, latencies  # the slowest but one: allow one hiccup
 
 
-def test_ready_reports_the_local_models_without_loading_them(url: str) -> None:
+def test_a_generation_past_the_total_timeout_ends_with_an_error(
+    start_gateway: GatewayFactory,
+) -> None:
+    base = one_slot(start_gateway, timeouts={"total": 0.3})
+    long: dict[str, Any] = {
+        "model": CHAT,
+        "prompt": "1, 2, 3,",
+        "max_tokens": 1000,
+        "logit_bias": NEVER_STOP,
+    }
+    headers = {"authorization": f"Bearer {MASTER_KEY}"}
+    r = httpx2.post(base + "/v1/completions", json=long, headers=headers, timeout=30)
+    assert r.status_code == 504
+    assert r.json()["error"]["code"] == "upstream_timeout"
+    with httpx2.stream(
+        "POST", base + "/v1/completions", json={**long, "stream": True}, headers=headers
+    ) as r:
+        assert r.status_code == 200
+        raw = b"".join(r.iter_bytes())
+    assert b'"text"' in raw  # some of the answer came through before the deadline
+    assert raw.rstrip().endswith(b"}") and b"[DONE]" not in raw
+    assert b'"upstream_timeout"' in raw.rsplit(b"data: ", 1)[1]
+
+
+def test_a_gguf_that_will_not_load_is_a_503_and_unready(
+    start_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    deployment = {"provider": "local", "path": str(broken)}
+    base = start_gateway({"models": [{"name": "broken", "deployments": [deployment]}]})
+    assert httpx2.get(base + "/ready").status_code == 200  # healthy until a load is tried
+    headers = {"authorization": f"Bearer {MASTER_KEY}"}
+    body = {"model": "broken", "messages": ASK}
+    for _ in range(2):  # the failure is remembered, not retried per request
+        r = httpx2.post(base + "/v1/chat/completions", json=body, headers=headers)
+        assert r.status_code == 503
+        assert "failed to load" in r.json()["error"]["message"]
+        assert str(tmp_path) not in r.text  # the server's paths are not the client's business
+    time.sleep(1.1)  # /ready caches its probe for a second
+    ready = httpx2.get(base + "/ready")
+    assert ready.status_code == 503
+    assert ready.json()["unready_models"] == ["broken"]
+
+
+def test_ready_reports_the_local_models_healthy(url: str) -> None:
     r = httpx2.get(url + "/ready")
     assert r.status_code == 200
     assert r.json()["models"][CHAT]["healthy"] == 1

@@ -230,12 +230,6 @@ def test_completions(client: openai.OpenAI, seen: list[dict[str, Any]]) -> None:
     assert request["body"] == {"model": "upstream-chat", "prompt": "say hi", "max_tokens": 5}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="providers/openai_compat.py _single re-tells any non-streamed answer as a chat "
-    "chunk: for /v1/completions it emits object 'chat.completion.chunk' with an empty delta, "
-    "dropping choices[].text",
-)
 def test_completions_stream_when_upstream_ignores_stream(client: openai.OpenAI) -> None:
     stream = client.completions.create(model="fake-chat", prompt="say hi", stream=True)
     chunks = list(stream)

@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from sluicegate.config.schema import Config
 from sluicegate.pipeline.authenticate import Authenticate
+from sluicegate.pipeline.parse import Parse
 from sluicegate.pipeline.record import Record
 from sluicegate.pipeline.route import Route as RouteStage
 from sluicegate.server.app import create_app
@@ -86,20 +87,7 @@ def test_route_refuses_a_wrong_key(
     assert "Incorrect API key provided." in r.text
 
 
-def auth_first_cases() -> list[Any]:
-    mark = pytest.mark.xfail(
-        strict=True,
-        reason="server/routes/openai.py reads and validates the body (read_json, validate_*) "
-        "before the pipeline runs Authenticate, so a caller without a key gets 400/413 "
-        "feedback on its body instead of 401",
-    )
-    return [
-        pytest.param(method, path, marks=[mark] if method == "POST" else [])
-        for method, path in guarded()
-    ]
-
-
-@pytest.mark.parametrize(("method", "path"), auth_first_cases())
+@pytest.mark.parametrize(("method", "path"), guarded())
 def test_route_checks_the_key_before_the_body(
     http: httpx2.Client, shared_gateway_url: str, method: str, path: str
 ) -> None:
@@ -133,8 +121,8 @@ def test_stages_in_documented_order(upstream_url: str) -> None:
     gw = app.state.gateway
     assert isinstance(gw, Gateway)
     stages = gw.pipeline.stages
-    assert [s.name for s in stages] == ["record", "authenticate", "route"]
-    assert [type(s) for s in stages] == [Record, Authenticate, RouteStage]
+    assert [s.name for s in stages] == ["record", "authenticate", "parse", "route"]
+    assert [type(s) for s in stages] == [Record, Authenticate, Parse, RouteStage]
 
 
 def test_record_sees_refusals_and_finished_streams(upstream_url: str) -> None:
@@ -154,8 +142,9 @@ def test_record_sees_refusals_and_finished_streams(upstream_url: str) -> None:
         assert counters.snapshot() == {
             "in_flight": 0,
             "requests": [
+                # Refused before its body was read: the model it asked for is never looked at.
+                {"endpoint": "chat", "model": "-", "status": 401, "count": 1},
                 {"endpoint": "chat", "model": "fake-chat", "status": 200, "count": 1},
-                {"endpoint": "chat", "model": "fake-chat", "status": 401, "count": 1},
                 {"endpoint": "chat", "model": "nope", "status": 404, "count": 1},
                 {"endpoint": "models", "model": "-", "status": 200, "count": 1},
             ],

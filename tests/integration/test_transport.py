@@ -1,4 +1,4 @@
-"""The pooled HTTP/1.1 client against real sockets on 127.0.0.1, including servers that misbehave."""
+"""The pooled HTTP/1.1 client against real sockets on 127.0.0.1, misbehaving servers too."""
 
 from __future__ import annotations
 

@@ -45,6 +45,7 @@ MODES = {
     "stall": "stall-3",
     "nodone": "nodone",
     "nostream": "nostream",
+    "slowbody": "slowbody-3",
 }
 
 
@@ -231,6 +232,19 @@ def test_no_headers_in_time_is_a_504(http: httpx2.Client, gateway: str) -> None:
     assert 0.9 <= elapsed < 2.0
 
 
+def test_body_stalling_after_headers_is_a_504(http: httpx2.Client, gateway: str) -> None:
+    started = time.monotonic()
+    r = chat(http, gateway, "slowbody")
+    elapsed = time.monotonic() - started
+    assert error_of(r, 504) == {
+        "message": "Deployment 'slowbody/0' did not finish its answer in time.",
+        "type": "timeout_error",
+        "param": None,
+        "code": "upstream_timeout",
+    }
+    assert 0.9 <= elapsed < 2.0
+
+
 def test_garbage_body_is_a_bad_gateway(http: httpx2.Client, gateway: str) -> None:
     assert error_of(chat(http, gateway, "garbage"), 502) == {
         "message": "Deployment 'garbage/0' answered with invalid JSON.",
@@ -362,12 +376,6 @@ def test_total_deadline_ends_a_stream(
     assert elapsed < 2.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="providers/openai_compat.py _relay checks the total deadline only after yielding "
-    "each upstream read: a late read is relayed past the deadline and, when it holds [DONE], "
-    "the client gets [DONE] followed by an error event",
-)
 def test_total_deadline_cuts_the_stream_at_the_deadline(
     start_gateway: GatewayFactory, upstream_url: str, http: httpx2.Client
 ) -> None:
@@ -379,6 +387,18 @@ def test_total_deadline_cuts_the_stream_at_the_deadline(
     *chunks, last = events(raw)
     assert len(chunks) == 1
     assert last["error"]["code"] == "upstream_timeout"
+    assert elapsed < 1.1
+
+
+def test_total_deadline_bounds_a_slow_body(
+    start_gateway: GatewayFactory, upstream_url: str, http: httpx2.Client
+) -> None:
+    # Headers at once, the body's second half 1.2 s later: within stream_idle, past total.
+    url = drip_gateway(start_gateway, upstream_url, "slowbody-1.2")
+    started = time.monotonic()
+    r = chat(http, url, "drip")
+    elapsed = time.monotonic() - started
+    assert error_of(r, 504)["message"] == "Deployment 'drip/0' did not finish its answer in time."
     assert elapsed < 1.1
 
 

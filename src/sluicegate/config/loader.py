@@ -58,9 +58,11 @@ def _substitute(node: Any, missing: list[str]) -> Any:
 
         def replace(match: re.Match[str]) -> str:
             value = os.environ.get(match.group(1))
+            default = match.group(2)
+            # As in the shell, ':-' also replaces a variable that is set but empty.
+            if default is not None and not value:
+                return default
             if value is None:
-                if match.group(2) is not None:
-                    return match.group(2)
                 missing.append(match.group(1))
                 return ""
             return value

@@ -6,7 +6,7 @@ Stages keep per-request state here, never on themselves.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +15,7 @@ from sluicegate.types import Endpoint, JSONObject
 if TYPE_CHECKING:
     from sluicegate.routing.router import Target
 
-__all__ = ["Call", "Principal", "Reply", "Usage"]
+__all__ = ["Call", "Parsed", "Principal", "Reply", "Usage"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -75,20 +75,37 @@ class Reply:
             callback(self)
 
 
+@dataclass(slots=True, frozen=True)
+class Parsed:
+    """What an endpoint's parser found in a request body.
+
+    ``body`` replaces the decoded body when the endpoint translated it (for example
+    Anthropic Messages into OpenAI chat); then the client's bytes are not forwarded.
+    """
+
+    model: str | None
+    stream: bool = False
+    body: JSONObject | None = None
+
+
 @dataclass(slots=True)
 class Call:
     """One request on its way through the pipeline.
 
-    ``body`` is the decoded request in OpenAI shape. ``raw`` keeps the client's
-    bytes so a provider can forward them untouched; a stage that changes ``body``
-    must set ``raw`` to None.
+    The route gives only how to read and parse the body; the ``parse`` stage does
+    both after ``authenticate``, so a caller without a valid key learns nothing
+    about its body. Then ``body`` is the decoded request in OpenAI shape and
+    ``raw`` the client's bytes, which a provider may forward untouched; a stage
+    that changes ``body`` must set ``raw`` to None.
     """
 
     request_id: str
     endpoint: Endpoint
-    body: JSONObject
-    raw: bytes | None
-    model: str | None
+    read_body: Callable[[], Awaitable[bytes]] | None = None
+    parser: Callable[[JSONObject], Parsed] | None = None
+    body: JSONObject = field(default_factory=dict)
+    raw: bytes | None = None
+    model: str | None = None
     stream: bool = False
     api_key: str | None = None
     client: str | None = None

@@ -68,7 +68,7 @@ class OpenAICompatProvider:
         if call.stream:
             # The upstream ignored stream=true; the client still gets a well-formed stream.
             reply = Reply(served_model=target.upstream_model, usage=usage)
-            reply.stream = _single(decoded)
+            reply.stream = _single(decoded, call.endpoint)
             return reply
         return Reply(
             body=body, usage=usage, served_model=decoded.get("model") or target.upstream_model
@@ -107,19 +107,24 @@ def _take_usage(events: bytes, reply: Reply) -> None:
             reply.usage = usage
 
 
-async def _single(decoded: dict[str, object]) -> AsyncIterator[bytes]:
-    """A non-streamed chat answer, re-told as one chunk so a streaming client can read it."""
+async def _single(decoded: dict[str, object], endpoint: Endpoint) -> AsyncIterator[bytes]:
+    """A non-streamed answer, re-told as one chunk so a streaming client can read it."""
     choices = []
     raw_choices = decoded.get("choices")
+    chat = endpoint is Endpoint.CHAT
     for choice in raw_choices if isinstance(raw_choices, list) else []:
-        if isinstance(choice, dict):
-            message = choice.get("message") or {}
+        if not isinstance(choice, dict):
+            continue
+        if chat:
             choices.append(
                 {
                     "index": choice.get("index", 0),
-                    "delta": message,
+                    "delta": choice.get("message") or {},
                     "finish_reason": choice.get("finish_reason"),
                 }
             )
-    chunk = {**decoded, "object": "chat.completion.chunk", "choices": choices}
+        else:
+            choices.append(choice)  # completion choices already have the chunk's shape
+    kind = "chat.completion.chunk" if chat else "text_completion"
+    chunk = {**decoded, "object": kind, "choices": choices}
     yield b"data: " + orjson.dumps(chunk) + b"\n\n" + DONE

@@ -240,17 +240,23 @@ class Response:
         finally:
             self.close()
 
-    async def iter_chunks(self, idle: float) -> AsyncIterator[bytes]:
-        """The body as it arrives; ReadTimeout if a gap exceeds ``idle`` seconds."""
+    async def iter_chunks(self, idle: float, deadline: float | None = None) -> AsyncIterator[bytes]:
+        """The body as it arrives; ReadTimeout if a gap exceeds ``idle`` seconds or the
+        ``deadline`` (loop time) passes, so nothing that arrives late is handed on."""
         conn = self._conn
         try:
             while True:
+                if deadline is not None and conn.loop.time() >= deadline:
+                    raise ReadTimeout("the answer did not finish before the deadline")
                 if conn.chunks:
                     yield conn.take()
                     continue
                 if conn.complete:
                     return
-                await conn.wait(idle)
+                if deadline is not None:
+                    await conn.wait(min(idle, deadline - conn.loop.time()))
+                else:
+                    await conn.wait(idle)
         finally:
             self.close()
 

@@ -83,17 +83,14 @@ class Upstream:
         """Send; return once a 200's headers are in. Anything else raises our error."""
         if self._pool is None:
             raise UpstreamError("The provider is not started.")
+        first_byte = min(self.timeouts.first_byte, self.timeouts.total)
         try:
             resp = await self._pool.request(
-                "POST",
-                path,
-                self._headers,
-                payload,
-                first_byte=min(self.timeouts.first_byte, self.timeouts.total),
+                "POST", path, self._headers, payload, first_byte=first_byte
             )
         except ReadTimeout as exc:
             raise UpstreamTimeout(
-                f"Deployment '{name}' sent no response within {self.timeouts.first_byte:g}s."
+                f"Deployment '{name}' sent no response within {first_byte:g}s."
             ) from exc
         except ConnectError as exc:
             raise UpstreamError(
@@ -132,15 +129,15 @@ class Upstream:
         buffer = EventBuffer()
         loop = asyncio.get_running_loop()
         try:
-            async for chunk in resp.iter_chunks(self.timeouts.stream_idle):
+            async for chunk in resp.iter_chunks(self.timeouts.stream_idle, deadline):
                 events = buffer.feed(chunk)
                 if events:
                     yield events
-                if loop.time() > deadline:
-                    raise UpstreamTimeout(
-                        f"Deployment '{name}' did not finish within {self.timeouts.total:g}s."
-                    )
         except ReadTimeout as exc:
+            if loop.time() >= deadline:
+                raise UpstreamTimeout(
+                    f"Deployment '{name}' did not finish within {self.timeouts.total:g}s."
+                ) from exc
             raise UpstreamTimeout(
                 f"Deployment '{name}' stalled: no data for {self.timeouts.stream_idle:g}s."
             ) from exc

@@ -79,7 +79,8 @@ class Router:
             raise ModelNotFound(model, self.model_names)
         if endpoint not in group.endpoints:
             raise InvalidRequest(
-                f"The model '{model}' is a {group.kind} model and does not serve "
+                f"The model '{model}' is {'an' if group.kind == 'embedding' else 'a'} "
+                f"{group.kind} model and does not serve "
                 f"/{endpoint.value}.",
                 param="model",
                 code="model_not_supported",

@@ -1,17 +1,15 @@
-"""Read a JSON request body within the size limit."""
+"""Read a request body within the size limit, and find the caller's key."""
 
 from __future__ import annotations
 
-import orjson
 from starlette.requests import Request
 
-from sluicegate.errors import InvalidRequest, PayloadTooLarge
-from sluicegate.types import JSONObject
+from sluicegate.errors import PayloadTooLarge
 
-__all__ = ["api_key", "read_json"]
+__all__ = ["api_key", "read_limited"]
 
 
-async def read_json(request: Request, limit: int) -> tuple[bytes, JSONObject]:
+async def read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
@@ -22,16 +20,7 @@ async def read_json(request: Request, limit: int) -> tuple[bytes, JSONObject]:
         if size > limit:
             raise _too_large(limit)
         chunks.append(chunk)
-    raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    if not raw.strip():
-        raise InvalidRequest("The request body is empty; expected a JSON object.")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from exc
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    return raw, body
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

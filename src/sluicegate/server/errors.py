@@ -44,7 +44,10 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         mapped = NotFound(f"Unknown route: {request.method} {request.url.path}")
     elif exc.status_code == 405:
-        mapped = MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}.")
+        mapped = MethodNotAllowed(
+            f"Method {request.method} is not allowed on {request.url.path}.",
+            headers=dict(exc.headers or {}),
+        )
     else:
         mapped = SluicegateError(str(exc.detail))
         mapped.status = exc.status_code

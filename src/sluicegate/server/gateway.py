@@ -16,6 +16,7 @@ from sluicegate.observability.access_log import AccessLog
 from sluicegate.observability.counters import Counters
 from sluicegate.pipeline.authenticate import Authenticate, KeyRing
 from sluicegate.pipeline.invoke import Invoke
+from sluicegate.pipeline.parse import Parse
 from sluicegate.pipeline.record import Record
 from sluicegate.pipeline.route import Route
 from sluicegate.pipeline.stage import Pipeline
@@ -69,6 +70,7 @@ class Gateway:
             stages=[
                 Record(self.counters, self.access_log),
                 Authenticate(keys),
+                Parse(),
                 Route(self.router),
             ],
             terminal=Invoke(self.router),

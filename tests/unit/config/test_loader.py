@@ -82,11 +82,6 @@ def test_empty_default_is_allowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert only_deployment(path).base_url == "http://h/v1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="loader._substitute uses the value of a set-but-empty variable; shell and compose "
-    "semantics of ${X:-default} use the default when X is unset OR empty",
-)
 def test_default_used_when_env_var_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SG_TEST_EMPTY", "")
     path = write(

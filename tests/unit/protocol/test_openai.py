@@ -172,12 +172,6 @@ def test_chat_refusals(body: dict[str, Any], param: str, message: str) -> None:
     assert (exc.param, exc.message, exc.code) == (param, message, None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="protocol/openai.py _message: `role not in _ROLES` on a frozenset raises TypeError "
-    "for an unhashable role (list/dict), which the server turns into a 500",
-)
 @pytest.mark.parametrize("role", [["user"], {"r": "user"}])
 def test_unhashable_role_is_a_400(role: Any) -> None:
     exc = refused(validate_chat, chat(messages=[{"role": role, "content": "x"}]))

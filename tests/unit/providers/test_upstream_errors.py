@@ -40,11 +40,6 @@ def test_400_passes_the_upstream_verdict() -> None:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="errors.py SluicegateError.__init__ keeps the class code when code=None, so an "
-    "UpstreamRejected (subclass of UpstreamError) reports code 'bad_gateway' on a 400",
-)
 def test_400_without_code_has_null_code() -> None:
     exc = from_status("dep", 400, openai_error("bad 'messages'", None))
     assert exc.body()["error"] == {
@@ -144,6 +139,17 @@ def test_503_is_unavailable() -> None:
         "service_unavailable",
         "upstream_unavailable",
         "Deployment 'chat/0' is unavailable (HTTP 503): overloaded",
+    )
+
+
+def test_529_is_overloaded() -> None:
+    body = b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}'
+    exc = from_status("claude/0", 529, body)
+    assert isinstance(exc, ServiceUnavailable)
+    assert (exc.status, exc.code, exc.message) == (
+        503,
+        "upstream_overloaded",
+        "Deployment 'claude/0' is overloaded (HTTP 529): Overloaded",
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import os
 import threading
@@ -94,16 +95,15 @@ class EmbeddingProvider:
 
     async def start(self) -> None:
         if self.deployment.preload:
-            try:
+            # A failure is logged by the encoder and shows in /ready; the gateway serves on.
+            with contextlib.suppress(Exception):
                 await asyncio.get_running_loop().run_in_executor(self.executor, self.encoder.load)
-            except Exception as exc:
-                log.error("local embedding model failed to load", exc_info=exc)
 
     async def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def healthy(self) -> bool:
-        return self.encoder.onnx_path.is_file() and self.encoder.load_error is None
+        return self.encoder.healthy
 
     async def send(self, call: Call) -> Reply:
         if call.endpoint is not Endpoint.EMBEDDINGS:
@@ -124,7 +124,9 @@ class EmbeddingProvider:
 
     def _error(self, exc: BaseException) -> SluicegateError:
         if exc is self.encoder.load_error:
-            return ServiceUnavailable(f"The local model '{self.name}' failed to load: {exc}")
+            return ServiceUnavailable(
+                f"The local model '{self.name}' failed to load; the gateway log says why."
+            )
         log.error("local embedding model failed", exc_info=exc)
         return UpstreamError(
             f"The local model '{self.name}' failed ({type(exc).__name__}).",

@@ -7,6 +7,7 @@ directly, so both measure the same code.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ MAX_TOKENS = 256
 BATCH = 32
 
 Matrix = npt.NDArray[np.float32]
+
+log = logging.getLogger("sluicegate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,11 @@ class OnnxEncoder:
     def loaded(self) -> bool:
         return self._session is not None
 
+    @property
+    def healthy(self) -> bool:
+        """Files in place and no failed load; never loads anything."""
+        return self.onnx_path.is_file() and self.tokenizer_path.is_file() and not self.load_error
+
     def load(self) -> None:
         with self._lock:
             if self._session is not None:
@@ -98,6 +106,7 @@ class OnnxEncoder:
                 self._tokenizer = load_tokenizer(self.tokenizer_path)
                 self._session = _session(self.onnx_path, self.threads)
             except Exception as exc:
+                log.error("embedding model %s failed to load", self.onnx_path, exc_info=exc)
                 self.load_error = exc
                 raise
 

@@ -8,6 +8,7 @@ is remembered so that health checks report it and requests fail fast.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from typing import Any
 from sluicegate.errors import UpstreamTimeout
 
 __all__ = ["LlamaInstance", "ModelLoadFailed", "Progress"]
+
+log = logging.getLogger("sluicegate")
 
 
 class ModelLoadFailed(RuntimeError):
@@ -109,8 +112,9 @@ class LlamaInstance:
                     verbose=False,
                 )
             except Exception as exc:
+                # Logged here, once: the path and the cause are for the operator, not clients.
+                log.error("local model %s failed to load", self.file, exc_info=exc)
                 self.load_error = ModelLoadFailed(f"{self.file}: {exc}")
-                self.load_error.__cause__ = exc
                 raise self.load_error from exc
             self.progress = Progress(llama)
             self._llama = llama

@@ -74,13 +74,11 @@ class LlamaProvider:
         if not self.deployment.preload:
             return
         loop = asyncio.get_running_loop()
-        results = await asyncio.gather(
+        # A failure is logged where it happens and shows in /ready; the gateway serves on.
+        await asyncio.gather(
             *(loop.run_in_executor(i.executor, i.load) for i in self.instances),
             return_exceptions=True,
         )
-        for result in results:
-            if isinstance(result, BaseException):
-                log.error("local model failed to load", exc_info=result)
 
     async def close(self) -> None:
         for cancel in self._running:
@@ -104,7 +102,7 @@ class LlamaProvider:
             kwargs, method, field = completion_kwargs(call.body), "create_completion", "prompt"
         else:
             raise InvalidRequest(f"'{self.name}' does not serve /{call.endpoint.value}.")
-        # Without a seed llama-cpp-python reuses one fixed seed; OpenAI semantics vary per call.
+        # Unseeded, llama-cpp-python reuses one fixed seed; unseeded OpenAI calls vary.
         kwargs.setdefault("seed", random.getrandbits(32))
         options = call.body.get("stream_options") or {}
         job = _Job(
@@ -161,7 +159,9 @@ class LlamaProvider:
                     f"The model's chat template rejected the messages: {exc}", param=field
                 )
             if isinstance(exc, ModelLoadFailed):
-                return ServiceUnavailable(f"The local model '{self.name}' failed to load: {exc}")
+                return ServiceUnavailable(
+                    f"The local model '{self.name}' failed to load; the gateway log says why."
+                )
             log.error("local model failed", exc_info=exc)
             return UpstreamError(
                 f"The local model '{self.name}' failed ({type(exc).__name__}).",

@@ -15,12 +15,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sluicegate.errors import SluicegateError, UpstreamError
-from sluicegate.pipeline.call import Reply
+from sluicegate.pipeline.call import Parsed, Reply
 from sluicegate.protocol.anthropic import error_body, to_anthropic_message
 from sluicegate.protocol.anthropic_request import to_openai_request, validate_messages
 from sluicegate.protocol.anthropic_stream import ToAnthropicStream, anthropic_event
-from sluicegate.server.body import read_json
-from sluicegate.server.gateway import gateway
 from sluicegate.server.routes.calls import new_call, run
 from sluicegate.server.sse import render
 from sluicegate.types import Endpoint, JSONObject
@@ -33,10 +31,9 @@ log = logging.getLogger("sluicegate")
 async def messages(request: Request) -> Response:
     request_id: str = request.scope["state"]["request_id"]
     try:
-        _, body = await read_json(request, gateway(request).max_body_bytes)
-        model, stream = validate_messages(body)
-        call = new_call(request, Endpoint.CHAT, to_openai_request(body), None, model, stream)
+        call = new_call(request, Endpoint.CHAT, _parse)
         reply = await run(request, call)
+        model = call.model or ""
         if reply.stream is not None:
             reply.stream = _translate(reply.stream, reply, ToAnthropicStream(model), request_id)
             return render(reply, call)
@@ -45,6 +42,11 @@ async def messages(request: Request) -> Response:
         return Response(content, reply.status, headers, media_type="application/json")
     except SluicegateError as exc:
         return _error(exc, request_id)
+
+
+def _parse(body: JSONObject) -> Parsed:
+    model, stream = validate_messages(body)
+    return Parsed(model, stream, to_openai_request(body))
 
 
 def _completion(reply: Reply) -> JSONObject:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sluicegate.pipeline.call import Call, Reply
-from sluicegate.server.body import api_key
+from sluicegate.pipeline.call import Call, Parsed, Reply
+from sluicegate.server.body import api_key, read_limited
 from sluicegate.server.gateway import gateway
 from sluicegate.server.sse import render
 from sluicegate.types import Endpoint, JSONObject
@@ -17,19 +20,20 @@ __all__ = ["new_call", "run", "run_and_render"]
 def new_call(
     request: Request,
     endpoint: Endpoint,
-    body: JSONObject,
-    raw: bytes | None,
-    model: str | None,
-    stream: bool = False,
+    parser: Callable[[JSONObject], Parsed] | None = None,
 ) -> Call:
+    """A call whose body (if ``parser`` is given) is read and checked inside the pipeline."""
     client = request.client
+    reader = (
+        partial(read_limited, request, gateway(request).max_body_bytes)
+        if parser is not None
+        else None
+    )
     return Call(
         request_id=request.scope["state"]["request_id"],
         endpoint=endpoint,
-        body=body,
-        raw=raw,
-        model=model,
-        stream=stream,
+        read_body=reader,
+        parser=parser,
         api_key=api_key(request),
         client=client.host if client else None,
     )
