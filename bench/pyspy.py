@@ -89,6 +89,7 @@ def summarise(raw: Path, cpu_us_per_request: float | None, top: int = 25) -> dic
     own_func: Counter[str] = Counter()
     own_native: Counter[str] = Counter()
     incl_func: Counter[str] = Counter()
+    detail: dict[str, Counter[str]] = {}
     total = 0
     for line in raw.read_text(encoding="utf-8", errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -102,10 +103,16 @@ def summarise(raw: Path, cpu_us_per_request: float | None, top: int = 25) -> dic
             continue
         total += count
         leaf = frames[-1]
-        own_layer[_layer(frames)] += count
+        layer = _layer(frames)
+        own_layer[layer] += count
         own_func[_short(leaf)] += count
-        if not _is_python(_where(leaf)):
+        # Within a layer: the innermost Python frame, and the C function it was in, if any.
+        python = next((f for f in reversed(frames) if _is_python(_where(f))), leaf)
+        key = _short(python)
+        if leaf is not python:
             own_native[_short(leaf)] += count
+            key += " → " + _FRAME.sub(r"\g<func>()", leaf)
+        detail.setdefault(layer, Counter())[key] += count
         for name in {_short(f) for f in frames}:
             incl_func[name] += count
 
@@ -125,5 +132,6 @@ def summarise(raw: Path, cpu_us_per_request: float | None, top: int = 25) -> dic
         "own_by_layer": rows(own_layer, 40),
         "own_by_function": rows(own_func, top),
         "own_by_native_function": rows(own_native, top),
+        "layer_detail": {name: rows(counter, 8) for name, counter in detail.items()},
         "inclusive_by_function": rows(incl_func, 150),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +212,11 @@ def _memory(results: dict[str, Any]) -> list[str]:
     return ["### Gateway memory (VmRSS)", "", *_table(head, rows)]
 
 
+def _brief(name: str) -> str:
+    """``f (pkg/sub/mod.py) → write()`` as ``f (mod.py) → write()``."""
+    return re.sub(r"\(([^()]*/)?([^()/]+)\)", r"(\2)", name)
+
+
 def _profile(results: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     for m, p in results["gateway"].items():
@@ -234,13 +240,20 @@ def _profile(results: dict[str, Any]) -> list[str]:
                 for r in prof["own_by_layer"]
             ],
         )
-        lines += _table(
-            ["function (own time)", "share", "µs/request"],
-            [
-                [f"`{r['name']}`", f"{r['share']:.1%}", r.get("us_per_request", "-")]
-                for r in prof["own_by_function"][:20]
-            ],
-        )
+        lines += [
+            "Inside each layer, the innermost Python frames (→ the C function they were in):",
+            "",
+        ]
+        for layer in prof["own_by_layer"][:10]:
+            parts = [
+                f"`{_brief(r['name'])}` {r.get('us_per_request', '-')}"
+                for r in prof.get("layer_detail", {}).get(layer["name"], [])[:6]
+            ]
+            lines.append(
+                f"- **{layer['name']}** ({layer.get('us_per_request', '-')} µs): "
+                + "; ".join(parts)
+            )
+        lines.append("")
         if prof.get("own_by_native_function"):
             lines += _table(
                 ["C function (own time)", "share", "µs/request"],

@@ -71,6 +71,13 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     add("--profile-python-only", action="store_true", help="py-spy without --native")
     add("--out", type=Path, default=ROOT / "bench" / "out")
     add("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    add(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first wait up to this long for other load on the machine to drop under 10%%",
+    )
     add("--render", type=Path, metavar="JSON", help="only rewrite --results from a saved run")
     return parser.parse_args(argv)
 
@@ -252,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     require_wrk()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.wait_quiet > 0:
+        wait_quiet(args.wait_quiet)
     started = time.monotonic()
     if not args.no_pin:
         if (os.cpu_count() or 1) < 2:
@@ -299,6 +308,17 @@ def main(argv: list[str] | None = None) -> int:
     write_results(results, args.results)
     print(f"wrote {args.results} and {raw} in {results['wall_s']} s", flush=True)
     return 0
+
+
+def wait_quiet(limit: float) -> None:
+    give_up = time.monotonic() + limit
+    while True:
+        with OtherLoad([]) as other:
+            time.sleep(3)
+        if other.share < 0.10 or time.monotonic() > give_up:
+            print(f"other load {other.share:.0%}; starting", flush=True)
+            return
+        print(f"other load {other.share:.0%}; waiting for a quieter machine", flush=True)
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:

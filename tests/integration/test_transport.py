@@ -70,7 +70,7 @@ async def _echo_forever(
 
 
 def run(coro: Awaitable[None]) -> None:
-    asyncio.run(asyncio.wait_for(coro, 20))  # type: ignore[arg-type]
+    asyncio.run(asyncio.wait_for(coro, 20))
 
 
 def test_keep_alive_reuses_one_connection_and_sends_a_proper_request() -> None:

@@ -94,7 +94,9 @@ class LocalDeployment(_DeploymentBase):
         description="'builtin:smollm2', 'builtin:minilm-l6', or a path to a .gguf file"
     )
     context_length: int = Field(2048, ge=128)
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(
+        None, ge=1, description="Threads per instance; default cores ÷ max_concurrency for chat"
+    )
     queue_size: int = Field(32, ge=0, description="Requests that may wait for a free slot")
     queue_timeout: float = Field(30.0, gt=0, description="Seconds a request may wait in the queue")
     preload: bool = False

@@ -9,7 +9,7 @@ from starlette.responses import Response, StreamingResponse
 
 from sluicegate.errors import SluicegateError
 from sluicegate.pipeline.call import Call, Reply
-from sluicegate.protocol.sse import error_event
+from sluicegate.protocol.sse import DONE, error_event
 
 __all__ = ["render"]
 
@@ -38,6 +38,9 @@ async def relay(reply: Reply, request_id: str) -> AsyncIterator[bytes]:
     error: str | None = "client_disconnected"
     try:
         async for chunk in reply.stream:
+            if chunk.endswith(DONE):
+                # Complete once [DONE] is out, even if the client hangs up right after.
+                error = None
             yield chunk
         error = None
     except SluicegateError as exc:

