@@ -17,7 +17,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-__all__ = ["find_pyspy", "record_argv", "summarise"]
+from bench.markdown import brief, table
+
+__all__ = ["find_pyspy", "profile_sections", "record_argv", "summarise"]
 
 # (pattern on the frame's file, category); the first that matches names the layer. py-spy
 # writes Python files relative to their site-packages/src root ("aiohttp/client.py:900");
@@ -135,3 +137,64 @@ def summarise(raw: Path, cpu_us_per_request: float | None, top: int = 25) -> dic
         "layer_detail": {name: rows(counter, 8) for name, counter in detail.items()},
         "inclusive_by_function": rows(incl_func, 150),
     }
+
+
+def profile_sections(results: dict[str, Any]) -> list[str]:
+    """RESULTS.md sections for the gateway phases that were profiled."""
+    lines: list[str] = []
+    for m, p in results["gateway"].items():
+        prof = p.get("profile")
+        if not prof or "error" in prof:
+            continue
+        lines += [
+            f"### Where the CPU goes (py-spy, log {m}, c={prof['concurrency']}, "
+            f"{prof['samples']} samples{', native frames' if prof['native'] else ''})",
+            "",
+            "Each sample is charged to the layer of its innermost Python frame (so a C call "
+            "such as orjson or a socket write counts against the code that made it), scaled "
+            f"to the {prof['cpu_us_per_request']} µs per request measured without the "
+            f"profiler at that concurrency. Raw stacks: `{prof['raw']}`.",
+            "",
+        ]
+        lines += table(
+            ["layer (innermost Python frame)", "share", "µs/request"],
+            [
+                [r["name"], f"{r['share']:.1%}", r.get("us_per_request", "-")]
+                for r in prof["own_by_layer"]
+            ],
+        )
+        lines += [
+            "Inside each layer, the innermost Python frames (→ the C function they were in):",
+            "",
+        ]
+        for layer in prof["own_by_layer"][:10]:
+            parts = [
+                f"`{brief(r['name'])}` {r.get('us_per_request', '-')}"
+                for r in prof.get("layer_detail", {}).get(layer["name"], [])[:6]
+            ]
+            lines.append(
+                f"- **{layer['name']}** ({layer.get('us_per_request', '-')} µs): "
+                + "; ".join(parts)
+            )
+        lines.append("")
+        if prof.get("own_by_native_function"):
+            lines += table(
+                ["C function (own time)", "share", "µs/request"],
+                [
+                    [f"`{r['name']}`", f"{r['share']:.1%}", r.get("us_per_request", "-")]
+                    for r in prof["own_by_native_function"][:10]
+                ],
+            )
+        ours = [
+            r
+            for r in prof["inclusive_by_function"]
+            if "(sluicegate/" in r["name"] and "sluicegate/cli/" not in r["name"]
+        ]
+        lines += table(
+            ["Sluicegate function (inclusive: itself and all it calls)", "share", "µs/request"],
+            [
+                [f"`{r['name']}`", f"{r['share']:.1%}", r.get("us_per_request", "-")]
+                for r in ours[:15]
+            ],
+        )
+    return lines

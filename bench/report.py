@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import re
+import shlex
 from pathlib import Path
 from typing import Any
+
+from bench.markdown import table
+from bench.pyspy import profile_sections
 
 __all__ = ["verdicts", "write_results"]
 
@@ -20,12 +23,6 @@ def _mb(kib: int) -> str:
 
 def _ms(us: float) -> str:
     return f"{us / 1000:.2f}"
-
-
-def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return [*lines, ""]
 
 
 def _by_conns(rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
@@ -125,7 +122,7 @@ def _nonstreaming(results: dict[str, Any]) -> list[str]:
         row += [errors, " / ".join(other)]
         rows.append(row)
     lines = ["### Non-streaming chat: throughput and gateway CPU", ""]
-    lines += _table(head, rows)
+    lines += table(head, rows)
     head = ["c", "direct p50 / p99 ms"]
     for m in modes:
         head += [f"gateway p50 / p99 ms (log {m})", f"added p50 / p99 ms (log {m})"]
@@ -145,7 +142,7 @@ def _nonstreaming(results: dict[str, Any]) -> list[str]:
             ]
         rows.append(row)
     lines += ["### Non-streaming chat: latency (wrk's histogram)", ""]
-    return lines + _table(head, rows)
+    return lines + table(head, rows)
 
 
 def _streaming(results: dict[str, Any]) -> list[str]:
@@ -183,7 +180,7 @@ def _streaming(results: dict[str, Any]) -> list[str]:
                     _other(s),
                 ]
             )
-    return ["### Streaming", "", *_table(head, rows)]
+    return ["### Streaming", "", *table(head, rows)]
 
 
 def _memory(results: dict[str, Any]) -> list[str]:
@@ -209,72 +206,21 @@ def _memory(results: dict[str, Any]) -> list[str]:
         "after load",
         "peak (VmHWM)",
     ]
-    return ["### Gateway memory (VmRSS)", "", *_table(head, rows)]
+    return ["### Gateway memory (VmRSS)", "", *table(head, rows)]
 
 
-def _brief(name: str) -> str:
-    """``f (pkg/sub/mod.py) → write()`` as ``f (mod.py) → write()``."""
-    return re.sub(r"\(([^()]*/)?([^()/]+)\)", r"(\2)", name)
-
-
-def _profile(results: dict[str, Any]) -> list[str]:
-    lines: list[str] = []
-    for m, p in results["gateway"].items():
-        prof = p.get("profile")
-        if not prof or "error" in prof:
-            continue
-        lines += [
-            f"### Where the CPU goes (py-spy, log {m}, c={prof['concurrency']}, "
-            f"{prof['samples']} samples{', native frames' if prof['native'] else ''})",
-            "",
-            "Each sample is charged to the layer of its innermost Python frame (so a C call "
-            "such as orjson or a socket write counts against the code that made it), scaled "
-            f"to the {prof['cpu_us_per_request']} µs per request measured without the "
-            f"profiler at that concurrency. Raw stacks: `{prof['raw']}`.",
-            "",
-        ]
-        lines += _table(
-            ["layer (innermost Python frame)", "share", "µs/request"],
-            [
-                [r["name"], f"{r['share']:.1%}", r.get("us_per_request", "-")]
-                for r in prof["own_by_layer"]
-            ],
-        )
-        lines += [
-            "Inside each layer, the innermost Python frames (→ the C function they were in):",
-            "",
-        ]
-        for layer in prof["own_by_layer"][:10]:
-            parts = [
-                f"`{_brief(r['name'])}` {r.get('us_per_request', '-')}"
-                for r in prof.get("layer_detail", {}).get(layer["name"], [])[:6]
-            ]
-            lines.append(
-                f"- **{layer['name']}** ({layer.get('us_per_request', '-')} µs): "
-                + "; ".join(parts)
-            )
-        lines.append("")
-        if prof.get("own_by_native_function"):
-            lines += _table(
-                ["C function (own time)", "share", "µs/request"],
-                [
-                    [f"`{r['name']}`", f"{r['share']:.1%}", r.get("us_per_request", "-")]
-                    for r in prof["own_by_native_function"][:10]
-                ],
-            )
-        ours = [
-            r
-            for r in prof["inclusive_by_function"]
-            if "(sluicegate/" in r["name"] and "sluicegate/cli/" not in r["name"]
-        ]
-        lines += _table(
-            ["Sluicegate function (inclusive: itself and all it calls)", "share", "µs/request"],
-            [
-                [f"`{r['name']}`", f"{r['share']:.1%}", r.get("us_per_request", "-")]
-                for r in ours[:15]
-            ],
-        )
-    return lines
+def _wakeups(machine: dict[str, Any]) -> list[str]:
+    w = machine.get("wakeup_us")
+    if not w:
+        return []
+    same, cross = w["same_cpu"], w["cross_cpu"]
+    return [
+        "- waking a process on another, idle CPU (pipe round trip after 250 µs of work): "
+        f"p50 {cross['p50']:g} µs, p99 {cross['p99']:g} µs, p99.9 {cross['p999']:g} µs, "
+        f"max {cross['max']:g} µs; on the same CPU p99 {same['p99']:g} µs, max "
+        f"{same['max']:g} µs. A proxied request crosses CPUs four times when pinned, so "
+        "low-concurrency tail latency inherits this"
+    ]
 
 
 def _disturbed(results: dict[str, Any]) -> list[str]:
@@ -307,6 +253,16 @@ def _where(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def _command(results: dict[str, Any]) -> str:
+    argv: list[str] = results["argv"]
+    shown = shlex.join(argv)
+    if not results.get("via_make"):
+        return shown
+    extra = shlex.join(argv[3:])
+    make = f'make bench BENCH_ARGS="{extra}"' if extra else "make bench"
+    return f"{make}   # runs: {shown}"
+
+
 def write_results(results: dict[str, Any], path: Path) -> None:
     m = results["machine"]
     args = results["args"]
@@ -331,12 +287,13 @@ def write_results(results: dict[str, Any], path: Path) -> None:
         f"- {m['wrk']}; commit {m['commit']}; {m['date_utc']}; load average at start "
         f"{' '.join(m['loadavg_at_start'])}",
         f"- {pin}",
+        *_wakeups(m),
         *_disturbed(results),
         "",
         "## Command",
         "",
         "```",
-        "make bench   # = " + " ".join(results["argv"]),
+        _command(results),
         "```",
         "",
         f"wrk: 1 thread, {args['duration']:g} s per run after {args['warmup']:g} s of warm-up; "
@@ -349,14 +306,14 @@ def write_results(results: dict[str, Any], path: Path) -> None:
         "",
         "## Verdict per target (1 gateway worker, default config: access log on)",
         "",
-        *_table(["target", "measured", "verdict"], verdicts(results)),
+        *table(["target", "measured", "verdict"], verdicts(results)),
         *_where(results),
         "## Measurements",
         "",
         *_nonstreaming(results),
         *_streaming(results),
         *_memory(results),
-        *_profile(results),
+        *profile_sections(results),
     ]
     notes = results.get("notes")
     if notes:

@@ -22,29 +22,16 @@ import secrets
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-import uvloop
-
 from bench import pyspy
-from bench.machine import describe
-from bench.processes import (
-    Managed,
-    OtherLoad,
-    RssSampler,
-    cpu_seconds,
-    free_port,
-    memory_kib,
-    pinned,
-    wait_http,
-)
+from bench.machine import describe, wakeup_latency
+from bench.phases import ROOT, nonstreaming, profile, streaming
+from bench.processes import Managed, OtherLoad, free_port, memory_kib, pinned, wait_http
 from bench.report import write_results
-from bench.streams import run_streams
-from bench.wrk import require_wrk, run_wrk, write_script
+from bench.wrk import require_wrk, write_script
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
@@ -78,82 +65,14 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         metavar="SECONDS",
         help="first wait up to this long for other load on the machine to drop under 10%%",
     )
+    add(
+        "--commit",
+        metavar="REV",
+        help="run the gateway from this commit's src/ (exported under --out) instead of "
+        "the working tree, to compare commits or to measure while src/ is being edited",
+    )
     add("--render", type=Path, metavar="JSON", help="only rewrite --results from a saved run")
     return parser.parse_args(argv)
-
-
-def _ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()]
-
-
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return json.loads(resp.read())
-
-
-def nonstreaming(
-    name: str,
-    base: str,
-    pids: list[int],
-    script: Path,
-    args: argparse.Namespace,
-    cpus: str | None,
-) -> list[dict[str, Any]]:
-    """wrk at each concurrency; CPU and RSS are those of ``pids[0]``, the server measured."""
-    pid = pids[0]
-    rows = []
-    if args.warmup > 0:
-        run_wrk(base, script, 16, args.warmup, cpus)
-    for conns in _ints(args.concurrency):
-        before = cpu_seconds(pid)
-        with RssSampler(pid) as rss, OtherLoad(pids) as other:
-            result = run_wrk(base, script, conns, args.duration, cpus)
-        used = cpu_seconds(pid) - before
-        row = result.as_dict()
-        row["cpu_s"] = round(used, 3)
-        row["cpu_us_per_request"] = round(used * 1e6 / max(1, result.requests), 1)
-        row["rss_max_kib"] = rss.max_kib
-        row["other_load_pct"] = round(other.share * 100, 1)
-        rows.append(row)
-        lat = result.latency_us
-        print(
-            f"  {name:8} c={conns:<4} {result.rps:>9.0f} rps  p50 {lat['p50']:>7.0f} µs  "
-            f"p99 {lat['p99']:>7.0f} µs  cpu {row['cpu_us_per_request']:>6.1f} µs/req  "
-            f"errors {result.errors}  other load {row['other_load_pct']}%",
-            flush=True,
-        )
-    return rows
-
-
-def streaming(
-    name: str, base: str, key: str, pids: list[int], mock: str, args: argparse.Namespace
-) -> list[dict[str, Any]]:
-    """Each stream count in turn; CPU and RSS are those of ``pids[0]``, the server measured."""
-    pid = pids[0]
-    rows = []
-    for count in _ints(args.streams):
-        _get_json(mock + "/_stats?reset=1")
-        before = cpu_seconds(pid)
-        with RssSampler(pid) as rss, OtherLoad(pids) as other:
-            stats = uvloop.run(run_streams(base, key, count, args.stall_ms / 1000))
-        used = cpu_seconds(pid) - before
-        row = stats.as_dict()
-        row["upstream_peak_open"] = _get_json(mock + "/_stats")["streams_peak"]
-        row["cpu_s"] = round(used, 3)
-        row["cpu_us_per_stream"] = round(used * 1e6 / count, 1)
-        events = count * stats.events_per_stream.get("p50", 0)
-        row["cpu_us_per_event"] = round(used * 1e6 / max(1, events), 1)
-        row["rss_max_kib"] = rss.max_kib
-        row["other_load_pct"] = round(other.share * 100, 1)
-        rows.append(row)
-        print(
-            f"  {name:8} streams={count:<5} ttfb p50 {stats.ttfb_ms.get('p50')} ms "
-            f"p99 {stats.ttfb_ms.get('p99')} ms  max gap {stats.max_gap_ms.get('max')} ms  "
-            f"stalled {stats.stalled}  errors {stats.errors}  [DONE] {stats.ended_with_done}  "
-            f"peak open {stats.peak_open}/{row['upstream_peak_open']} (client/upstream)",
-            flush=True,
-        )
-    return rows
 
 
 def _gateway_config(path: Path, port: int, mock_port: int, access_log: bool, data: Path) -> None:
@@ -188,6 +107,8 @@ def gateway_phase(
     _gateway_config(config, port, mock_port, log_mode == "on", args.out / "data")
     argv = pinned(pin, [str(BIN / "sluicegate"), "serve", "--config", str(config)])
     env = {**os.environ, "SLUICEGATE_MASTER_KEY": key}
+    if args.src is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.src, env.get("PYTHONPATH")]))
     phase: dict[str, Any] = {"access_log": log_mode, "command": argv}
     with Managed(
         f"gateway (log {log_mode})", argv, args.out / f"gateway-log-{log_mode}.log", env
@@ -207,48 +128,6 @@ def gateway_phase(
             phase["profile"] = profile(gw.pid, base, script, args, load_cpus, phase)
         gw.check_alive()
     return phase
-
-
-def profile(
-    pid: int,
-    base: str,
-    script: Path,
-    args: argparse.Namespace,
-    cpus: str | None,
-    phase: dict[str, Any],
-) -> dict[str, Any]:
-    """Sample the gateway with py-spy during one more wrk run; native frames when py-spy can."""
-    tool = pyspy.find_pyspy()
-    if tool is None:
-        print("  py-spy not found; `.venv/bin/pip install py-spy` to profile", flush=True)
-        return {"error": "py-spy not installed"}
-    raw = args.out / f"profile-log-{phase['access_log']}.txt"
-    error = ""
-    for native in (False,) if args.profile_python_only else (True, False):
-        sampler = subprocess.Popen(
-            pyspy.record_argv(tool, pid, args.profile, raw, 250, native),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        time.sleep(0.5)
-        run_wrk(base, script, args.profile_concurrency, args.profile, cpus)
-        _, err = sampler.communicate(timeout=args.profile + 60)
-        if sampler.returncode == 0:
-            break
-        error = err.decode(errors="replace")[-500:]
-        print(f"  py-spy failed (native={native}): {error.strip()[-200:]}", flush=True)
-    else:
-        return {"error": error}
-    unprofiled = next(
-        (r for r in phase["nonstreaming"] if r["connections"] == args.profile_concurrency), None
-    )
-    cpu = unprofiled["cpu_us_per_request"] if unprofiled else None
-    summary = pyspy.summarise(raw, cpu)
-    summary["concurrency"] = args.profile_concurrency
-    summary["native"] = native
-    summary["raw"] = str(raw.relative_to(ROOT)) if raw.is_relative_to(ROOT) else str(raw)
-    print(f"  profiled {summary['samples']} samples into {summary['raw']}", flush=True)
-    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,9 +153,21 @@ def main(argv: list[str] | None = None) -> int:
         args.profile = 8.0 if pyspy.find_pyspy() else 0.0
     key = "sk-bench-" + secrets.token_hex(16)
     script = write_script(args.out / "chat.lua", key)
-    results: dict[str, Any] = {"machine": describe(), "args": _jsonable(vars(args))}
-    results["command"] = "make bench" if argv is None and os.environ.get("MAKELEVEL") else None
-    results["argv"] = [Path(sys.executable).name, "-m", "bench.run", *(sys.argv[1:])]
+    args.src = None
+    machine = describe()
+    if args.commit:
+        sha, args.src = export_src(args.commit, args.out)
+        machine["commit"] = f"{sha} (--commit {args.commit})"
+    if (os.cpu_count() or 1) >= 2:
+        machine["wakeup_us"] = {
+            "same_cpu": wakeup_latency(1, 1),
+            "cross_cpu": wakeup_latency(1, 0),
+        }
+    results: dict[str, Any] = {"machine": machine, "args": _jsonable(vars(args))}
+    results["via_make"] = argv is None and "MAKELEVEL" in os.environ
+    python = Path(sys.executable)
+    shown = python.relative_to(ROOT) if python.is_relative_to(ROOT) else python
+    results["argv"] = [str(shown), "-m", "bench.run", *(sys.argv[1:] if argv is None else argv)]
 
     mock_port = free_port()
     mock_argv = pinned(
@@ -308,6 +199,23 @@ def main(argv: list[str] | None = None) -> int:
     write_results(results, args.results)
     print(f"wrote {args.results} and {raw} in {results['wall_s']} s", flush=True)
     return 0
+
+
+def export_src(rev: str, out: Path) -> tuple[str, str]:
+    """``src/`` of ``rev`` under ``out``; the gateway imports it first through PYTHONPATH."""
+
+    def git(*argv: str) -> bytes:
+        return subprocess.run(
+            ["git", "-C", str(ROOT), *argv], capture_output=True, check=True
+        ).stdout
+
+    sha = git("rev-parse", "--short", rev).decode().strip()
+    dest = out / f"src-{sha}"
+    if not (dest / "src" / "sluicegate").is_dir():
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = git("archive", sha, "src")
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return sha, str(dest / "src")
 
 
 def wait_quiet(limit: float) -> None:

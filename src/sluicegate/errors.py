@@ -120,10 +120,14 @@ class RateLimited(SluicegateError):
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
 
-    def __init__(self, message: str, *, retry_after: float, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float, code: str | None = None, hinted: bool = True
+    ) -> None:
         seconds = max(1, int(retry_after + 0.999))
         super().__init__(message, code=code, headers={"retry-after": str(seconds)})
         self.retry_after = retry_after
+        #: False when the upstream gave no Retry-After and ``retry_after`` is our guess.
+        self.hinted = hinted
 
 
 class UpstreamError(SluicegateError):

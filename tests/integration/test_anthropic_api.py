@@ -59,7 +59,8 @@ def _claude(name: str, url: str, **extra: Any) -> dict[str, Any]:
         "api_key": UPSTREAM_KEY,
         **extra,
     }
-    return {"name": name, "deployments": [deployment]}
+    # One attempt each: these tests check how one upstream answer is translated.
+    return {"name": name, "routing": {"retry": {"attempts": 1}}, "deployments": [deployment]}
 
 
 @pytest.fixture

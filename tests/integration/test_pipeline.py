@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from sluicegate.config.schema import Config
 from sluicegate.pipeline.authenticate import Authenticate
+from sluicegate.pipeline.drain import DrainGate
 from sluicegate.pipeline.parse import Parse
 from sluicegate.pipeline.record import Record
 from sluicegate.pipeline.route import Route as RouteStage
@@ -121,8 +122,8 @@ def test_stages_in_documented_order(upstream_url: str) -> None:
     gw = app.state.gateway
     assert isinstance(gw, Gateway)
     stages = gw.pipeline.stages
-    assert [s.name for s in stages] == ["record", "authenticate", "parse", "route"]
-    assert [type(s) for s in stages] == [Record, Authenticate, Parse, RouteStage]
+    assert [s.name for s in stages] == ["record", "drain", "authenticate", "parse", "route"]
+    assert [type(s) for s in stages] == [Record, DrainGate, Authenticate, Parse, RouteStage]
 
 
 def test_record_sees_refusals_and_finished_streams(upstream_url: str) -> None:

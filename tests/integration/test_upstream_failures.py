@@ -1,7 +1,8 @@
 """Upstream failures: each misbehaviour of the fake upstream reaches the client as the right error.
 
 Before the first byte a failure is an HTTP error; after it, an in-band SSE error event and no
-``[DONE]``, so a cut answer never looks complete.
+``[DONE]``, so a cut answer never looks complete. Every model here makes one attempt, so each
+test sees how one failure is reported; retries and fail-over are tested in test_resilience.py.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ AUTH = {"authorization": f"Bearer {MASTER_KEY}"}
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{16,128}$")
 TIMEOUTS = {"connect": 1, "first_byte": 1, "stream_idle": 1, "total": 5}
 WORDS: list[ChatCompletionMessageParam] = [{"role": "user", "content": "a b c d"}]
+ONE_TRY = {"retry": {"attempts": 1}}
 
 # model name → the fake upstream's mode it points at
 MODES = {
@@ -55,6 +57,7 @@ def gateway(upstream_url: str) -> Iterator[str]:
     models: list[dict[str, Any]] = [
         {
             "name": name,
+            "routing": ONE_TRY,
             "deployments": [
                 {
                     "provider": "openai",
@@ -66,9 +69,13 @@ def gateway(upstream_url: str) -> Iterator[str]:
         for name, mode in MODES.items()
     ]
     dead = {"provider": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1"}
-    models.append({"name": "down", "deployments": [{**dead, "timeouts": TIMEOUTS}]})
+    models.append(
+        {"name": "down", "routing": ONE_TRY, "deployments": [{**dead, "timeouts": TIMEOUTS}]}
+    )
     rate = {"provider": "openai", "base_url": f"{upstream_url}/status-429/v1"}
-    models.append({"name": "rate-embed", "kind": "embedding", "deployments": [rate]})
+    models.append(
+        {"name": "rate-embed", "kind": "embedding", "routing": ONE_TRY, "deployments": [rate]}
+    )
     app = create_app(Config.model_validate({"models": models}), MasterKey(MASTER_KEY, "test"))
     with running(app) as url:
         yield url
@@ -359,7 +366,15 @@ def drip_gateway(start_gateway: GatewayFactory, upstream_url: str, mode: str) ->
     timeouts = {"connect": 1, "first_byte": 1, "stream_idle": 5, "total": 0.8}
     deployment = {"provider": "openai", "base_url": f"{upstream_url}/{mode}/v1"}
     return start_gateway(
-        {"models": [{"name": "drip", "deployments": [{**deployment, "timeouts": timeouts}]}]}
+        {
+            "models": [
+                {
+                    "name": "drip",
+                    "routing": ONE_TRY,
+                    "deployments": [{**deployment, "timeouts": timeouts}],
+                }
+            ]
+        }
     )
 
 
@@ -442,6 +457,7 @@ def test_ready_when_every_model_has_a_healthy_deployment(
     assert r.json() == {
         "status": "ready",
         "unready_models": [],
+        "breakers": {"good/0": "closed", "mixed/0": "closed", "mixed/1": "closed"},
         "models": {
             "good": {"healthy": 1, "deployments": {"good/0": True}},
             "mixed": {"healthy": 1, "deployments": {"mixed/0": False, "mixed/1": True}},

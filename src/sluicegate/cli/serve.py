@@ -11,7 +11,8 @@ from sluicegate.config import load_config
 from sluicegate.config.schema import ModelConfig
 from sluicegate.observability.logs import configure_logging
 from sluicegate.server.app import create_app
-from sluicegate.server.gateway import resolve_master_key
+from sluicegate.server.gateway import Gateway, resolve_master_key
+from sluicegate.server.shutdown import DrainingServer
 
 __all__ = ["serve"]
 
@@ -34,7 +35,7 @@ def serve(
     bind_port = port or config.server.port
     app = create_app(config, key)
     _banner(bind_host, bind_port, config.models, key.source)
-    uvicorn.run(
+    settings = uvicorn.Config(
         app,
         host=bind_host,
         port=bind_port,
@@ -46,6 +47,8 @@ def serve(
         server_header=False,
         date_header=False,
     )
+    gw: Gateway = app.state.gateway
+    DrainingServer(settings, gw.drain).run()
     return 0
 
 

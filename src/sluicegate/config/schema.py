@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from sluicegate.config.routing import BreakerConfig, HealthConfig, RoutingConfig
+
 __all__ = [
     "AnthropicDeployment",
     "AuthConfig",
@@ -47,7 +49,13 @@ class _DeploymentBase(_Strict):
     weight: int = Field(1, ge=1)
     max_concurrency: int = Field(64, ge=1)
     self_hosted: bool = False
+    accepts_prefill: bool = Field(
+        False,
+        description="continues a partial assistant message, so a cut stream can resume here",
+    )
     timeouts: Timeouts = Timeouts()
+    health: HealthConfig = HealthConfig()
+    breaker: BreakerConfig = BreakerConfig()
 
 
 class OpenAIDeployment(_DeploymentBase):
@@ -123,6 +131,13 @@ class ModelConfig(_Strict):
     name: str = Field(min_length=1, max_length=200)
     kind: Literal["chat", "embedding"] = "chat"
     deployments: list[Deployment] = Field(min_length=1)
+    routing: RoutingConfig = RoutingConfig()
+    fallbacks: list[str] = Field(
+        [], description="model groups to try in order when this one cannot answer"
+    )
+    context_fallback: str | None = Field(
+        None, description="model group with a longer context, taken on context_length_exceeded"
+    )
 
 
 class StaticKey(_Strict):
@@ -150,6 +165,9 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     data_dir: str = "./.sluicegate"
     access_log: bool = True
+    drain_timeout: float = Field(
+        30.0, ge=0, description="seconds in-flight calls may finish after SIGTERM"
+    )
 
 
 class Config(_Strict):
@@ -164,6 +182,30 @@ class Config(_Strict):
             if model.name in seen:
                 raise ValueError(f"model name '{model.name}' is declared twice")
             seen.add(model.name)
+        ids: set[str] = set()
+        for model in self.models:
+            for index, dep in enumerate(model.deployments):
+                dep_id = dep.id or f"{model.name}/{index}"
+                if dep_id in ids:
+                    raise ValueError(
+                        f"deployment id '{dep_id}' is used twice; ids name deployments in "
+                        "headers, logs and routing state, so each must be unique"
+                    )
+                ids.add(dep_id)
+        names = {model.name: model for model in self.models}
+        for model in self.models:
+            for other in [*model.fallbacks, *filter(None, [model.context_fallback])]:
+                if other not in names:
+                    raise ValueError(
+                        f"model '{model.name}' falls back to '{other}', which is not a model here"
+                    )
+                if other == model.name:
+                    raise ValueError(f"model '{model.name}' falls back to itself")
+                if names[other].kind != model.kind:
+                    raise ValueError(
+                        f"model '{model.name}' ({model.kind}) falls back to '{other}' "
+                        f"({names[other].kind}); a fallback must be of the same kind"
+                    )
         for model in self.models:
             for dep in model.deployments:
                 if isinstance(dep, LocalDeployment):

@@ -6,11 +6,11 @@ Stages keep per-request state here, never on themselves.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sluicegate.types import Endpoint, JSONObject
+from sluicegate.types import Endpoint, JSONObject, SSEStream
 
 if TYPE_CHECKING:
     from sluicegate.routing.router import Target
@@ -56,7 +56,7 @@ class Reply:
 
     status: int = 200
     body: bytes | None = None
-    stream: AsyncIterator[bytes] | None = None
+    stream: SSEStream | None = None
     headers: dict[str, str] = field(default_factory=dict)
     usage: Usage | None = None
     served_model: str | None = None
@@ -109,6 +109,8 @@ class Call:
     stream: bool = False
     api_key: str | None = None
     client: str | None = None
+    #: 0 interactive (default), 1 batch: batch waits behind interactive in the fair queue.
+    priority: int = 0
     started: float = field(default_factory=time.perf_counter)
     principal: Principal | None = None
     target: Target | None = None

@@ -1,4 +1,4 @@
-"""The terminal handler: hand the call to its deployment's provider."""
+"""The terminal handler: the model catalogue, or the executor that routes and calls."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 import orjson
 
 from sluicegate.pipeline.call import Call, Reply
+from sluicegate.routing.executor import Executor
 from sluicegate.routing.router import Router
 from sluicegate.types import Endpoint
 
@@ -16,13 +17,13 @@ __all__ = ["Invoke"]
 class Invoke:
     def __init__(self, router: Router) -> None:
         self.router = router
+        self.executor = Executor(router)
         self.created = int(time.time())
 
     async def __call__(self, call: Call) -> Reply:
         if call.endpoint is Endpoint.MODELS:
             return self._catalogue()
-        assert call.target is not None, "the route stage runs before invoke"
-        return await call.target.provider.send(call)
+        return await self.executor.run(call)
 
     def _catalogue(self) -> Reply:
         data = [

@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 
-__all__ = ["DONE", "EventBuffer", "data_payloads", "error_event", "event", "has_finish_reason"]
+__all__ = [
+    "DONE",
+    "EventBuffer",
+    "aclose",
+    "data_payloads",
+    "error_event",
+    "event",
+    "has_finish_reason",
+]
 
 DONE = b"data: [DONE]\n\n"
 
 _FINISH = re.compile(rb'"finish_reason"\s*:\s*"')
+
+
+async def aclose(stream: AsyncIterator[bytes]) -> None:
+    """Close a stream early (an async generator's ``aclose``), so its upstream is freed now."""
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()
 
 
 def event(payload: Any) -> bytes:

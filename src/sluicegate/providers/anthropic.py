@@ -45,8 +45,10 @@ class AnthropicProvider:
     async def close(self) -> None:
         await self.upstream.close()
 
-    async def healthy(self) -> bool:
-        return await self.upstream.healthy("/v1/models")
+    async def healthy(self, path: str | None = None, timeout: float = 5.0) -> bool:
+        if path is None:
+            return await self.upstream.healthy("/v1/models", timeout)
+        return await self.upstream.healthy(path, timeout, on_origin=True)
 
     async def send(self, call: Call) -> Reply:
         target = call.target

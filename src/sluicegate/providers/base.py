@@ -27,8 +27,9 @@ class Provider(Protocol):
     async def close(self) -> None:
         """Release everything; in-flight calls may fail."""
 
-    async def healthy(self) -> bool:
-        """Cheap readiness probe; never raises."""
+    async def healthy(self, path: str | None = None, timeout: float = 5.0) -> bool:
+        """Cheap probe; never raises. ``path`` is on the upstream's origin (``/health``);
+        None means the provider's own default (an HTTP upstream's model list)."""
 
     async def send(self, call: Call) -> Reply:
         """Serve one call; ``call.target`` names this deployment and the upstream model."""

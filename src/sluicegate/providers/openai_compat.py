@@ -6,6 +6,7 @@ differs; streams are relayed as whole SSE events without re-serialising them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import orjson
@@ -19,6 +20,8 @@ from sluicegate.providers.upstream import Upstream, is_event_stream
 from sluicegate.types import Endpoint
 
 __all__ = ["OpenAICompatProvider"]
+
+log = logging.getLogger("sluicegate.providers")
 
 _PATHS = {
     Endpoint.CHAT: "/chat/completions",
@@ -46,8 +49,10 @@ class OpenAICompatProvider:
     async def close(self) -> None:
         await self.upstream.close()
 
-    async def healthy(self) -> bool:
-        return await self.upstream.healthy("/models")
+    async def healthy(self, path: str | None = None, timeout: float = 5.0) -> bool:
+        if path is None:
+            return await self.upstream.healthy("/models", timeout)
+        return await self.upstream.healthy(path, timeout, on_origin=True)
 
     async def send(self, call: Call) -> Reply:
         target = call.target
@@ -78,7 +83,10 @@ class OpenAICompatProvider:
         self, resp: Response, reply: Reply, name: str, deadline: float
     ) -> AsyncIterator[bytes]:
         finished = done = False
-        async for events in self.upstream.events(resp, name, deadline):
+        async for block in self.upstream.events(resp, name, deadline):
+            events = _well_formed(block, name)
+            if not events:
+                continue
             if b'"usage"' in events:
                 _take_usage(events, reply)
             if not finished:
@@ -92,6 +100,32 @@ class OpenAICompatProvider:
             raise UpstreamError(f"Deployment '{name}' ended the stream before it was complete.")
         # The answer is whole but the upstream forgot [DONE]: finish it for the client.
         yield DONE
+
+
+def _well_formed(events: bytes, name: str) -> bytes:
+    """The events whose data is JSON (or [DONE]); a malformed chunk is dropped, not relayed,
+    because an SDK that cannot parse one chunk fails the whole answer."""
+    if events.startswith(b"data: ") and events.find(b"\n") == len(events) - 2:
+        # The common case, one event per read: check it without splitting.
+        single = events[6:-2]
+        if single == b"[DONE]" or _is_json(single):
+            return events
+    payloads = data_payloads(events)
+    for payload in payloads:
+        if payload != b"[DONE]" and not _is_json(payload):
+            break
+    else:
+        return events
+    log.warning("dropped a malformed chunk from %s", name)
+    return b"".join(b"data: " + p + b"\n\n" for p in payloads if p == b"[DONE]" or _is_json(p))
+
+
+def _is_json(payload: bytes) -> bool:
+    try:
+        orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 def _take_usage(events: bytes, reply: Reply) -> None:

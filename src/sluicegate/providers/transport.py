@@ -303,10 +303,14 @@ class Pool:
         self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
         self._closed = False
 
-    def head(self, method: str, path: str, headers: bytes, length: int) -> bytes:
-        """The request line and headers; ``headers`` is pre-built ``Name: value\\r\\n`` lines."""
+    def head(
+        self, method: str, path: str, headers: bytes, length: int, on_origin: bool = False
+    ) -> bytes:
+        """The request line and headers; ``headers`` is pre-built ``Name: value\\r\\n`` lines.
+        ``path`` follows the base URL's path unless ``on_origin``."""
+        prefix = "" if on_origin else self.path_prefix
         return (
-            f"{method} {self.path_prefix}{path} HTTP/1.1\r\n".encode()
+            f"{method} {prefix}{path} HTTP/1.1\r\n".encode()
             + self._host_line
             + b"Content-Length: "
             + str(length).encode()
@@ -316,10 +320,17 @@ class Pool:
         )
 
     async def request(
-        self, method: str, path: str, headers: bytes, body: bytes, *, first_byte: float
+        self,
+        method: str,
+        path: str,
+        headers: bytes,
+        body: bytes,
+        *,
+        first_byte: float,
+        on_origin: bool = False,
     ) -> Response:
         """Send a request; return once the response headers are in."""
-        data = self.head(method, path, headers, len(body)) + body
+        data = self.head(method, path, headers, len(body), on_origin) + body
         conn, reused = await self._acquire()
         try:
             return await self._exchange(conn, data, first_byte)

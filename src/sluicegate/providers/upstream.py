@@ -66,15 +66,16 @@ class Upstream:
         """The loop time by which the whole call must be done."""
         return asyncio.get_running_loop().time() + self.timeouts.total
 
-    async def healthy(self, path: str) -> bool:
-        """True when ``GET path`` answers below 500 within five seconds."""
+    async def healthy(self, path: str, timeout: float = 5.0, *, on_origin: bool = False) -> bool:
+        """True when ``GET path`` answers below 500 in time. ``path`` follows the base URL's
+        path, or, with ``on_origin``, stands alone (vLLM's ``/health`` sits outside ``/v1``)."""
         if self._pool is None:
             return False
         try:
             resp = await self._pool.request(
-                "GET", path, self._headers, b"", first_byte=min(5.0, self.timeouts.first_byte)
+                "GET", path, self._headers, b"", first_byte=timeout, on_origin=on_origin
             )
-            resp.close()
+            await resp.read(timeout)
         except TransportError:
             return False
         return resp.status < 500

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
 import orjson
 
 from sluicegate.errors import (
@@ -18,13 +21,22 @@ __all__ = ["from_status", "retry_after_seconds"]
 _MAX_MESSAGE = 500
 
 
-def retry_after_seconds(value: str | None, default: float = 1.0) -> float:
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds from now: delta-seconds or an HTTP date; None if absent or bad."""
     if value is None:
-        return default
+        return None
+    value = value.strip()
     try:
         return max(0.0, float(value))
     except ValueError:
-        return default
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _reason(body: bytes) -> tuple[str | None, str | None, str | None, str | None]:
@@ -79,10 +91,12 @@ def from_status(
     if status == 408:
         return UpstreamTimeout(f"Deployment '{deployment}' timed out (HTTP 408){said}")
     if status == 429:
+        hinted = retry_after_seconds(retry_after)
         return RateLimited(
             f"Deployment '{deployment}' is rate limiting requests{said}",
-            retry_after=retry_after_seconds(retry_after),
+            retry_after=1.0 if hinted is None else hinted,
             code="upstream_rate_limited",
+            hinted=hinted is not None,
         )
     if status == 503:
         return ServiceUnavailable(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sluicegate.config.schema import Config, Deployment, ModelConfig
 from sluicegate.errors import InvalidRequest, ModelNotFound
 from sluicegate.providers import Provider, build_provider
+from sluicegate.routing.admission import FairQueue
+from sluicegate.routing.balancer import build_balancer
+from sluicegate.routing.state import DeploymentState
 from sluicegate.types import Endpoint
 
 __all__ = ["ModelGroup", "Router", "Target"]
@@ -28,24 +30,25 @@ class Target:
     upstream_model: str
     self_hosted: bool
     provider: Provider
+    weight: int
+    accepts_prefill: bool
+    config: Deployment
+    state: DeploymentState
 
 
 class ModelGroup:
-    """The deployments behind one model name, picked in weighted round-robin order."""
+    """The deployments behind one model name, with how to pick among them and retry."""
 
-    def __init__(self, config: ModelConfig, targets: list[Target], weights: list[int]) -> None:
+    def __init__(self, config: ModelConfig, targets: list[Target]) -> None:
         self.name = config.name
         self.kind = config.kind
         self.endpoints = _KIND_ENDPOINTS[config.kind]
         self.targets = targets
-        # Interleave by weight (a:2, b:1 → a b a) so a heavy deployment is not hit in bursts.
-        order: list[Target] = []
-        for step in range(max(weights)):
-            order.extend(t for t, w in zip(targets, weights, strict=True) if w > step)
-        self._cycle: Iterator[Target] = itertools.cycle(order)
-
-    def pick(self) -> Target:
-        return next(self._cycle)
+        self.retry = config.routing.retry
+        self.fallbacks = tuple(config.fallbacks)
+        self.context_fallback = config.context_fallback
+        self.balancer = build_balancer(config.routing)
+        self.queue = FairQueue(config.routing.queue)
 
 
 class Router:
@@ -59,11 +62,18 @@ class Router:
                     upstream_model=_upstream_name(model, dep),
                     self_hosted=dep.self_hosted,
                     provider=build_provider(model, dep),
+                    weight=dep.weight,
+                    accepts_prefill=dep.accepts_prefill,
+                    config=dep,
+                    state=DeploymentState(dep),
                 )
                 for index, dep in enumerate(model.deployments)
             ]
-            weights = [dep.weight for dep in model.deployments]
-            self.groups[model.name] = ModelGroup(model, targets, weights)
+            self.groups[model.name] = ModelGroup(model, targets)
+        self._chains = {
+            name: (group, *(self.groups[f] for f in group.fallbacks))
+            for name, group in self.groups.items()
+        }
 
     @property
     def model_names(self) -> list[str]:
@@ -73,19 +83,22 @@ class Router:
         for group in self.groups.values():
             yield from group.targets
 
-    def resolve(self, model: str, endpoint: Endpoint) -> Target:
+    def resolve(self, model: str, endpoint: Endpoint) -> ModelGroup:
         group = self.groups.get(model)
         if group is None:
             raise ModelNotFound(model, self.model_names)
         if endpoint not in group.endpoints:
             raise InvalidRequest(
                 f"The model '{model}' is {'an' if group.kind == 'embedding' else 'a'} "
-                f"{group.kind} model and does not serve "
-                f"/{endpoint.value}.",
+                f"{group.kind} model and does not serve /{endpoint.value}.",
                 param="model",
                 code="model_not_supported",
             )
-        return group.pick()
+        return group
+
+    def chain(self, model: str) -> tuple[ModelGroup, ...]:
+        """The group for ``model``, then its fallbacks, in order."""
+        return self._chains[model]
 
 
 def _upstream_name(model: ModelConfig, dep: Deployment) -> str:

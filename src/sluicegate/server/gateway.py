@@ -15,11 +15,13 @@ from sluicegate.config.schema import Config
 from sluicegate.observability.access_log import AccessLog
 from sluicegate.observability.counters import Counters
 from sluicegate.pipeline.authenticate import Authenticate, KeyRing
+from sluicegate.pipeline.drain import Drain, DrainGate
 from sluicegate.pipeline.invoke import Invoke
 from sluicegate.pipeline.parse import Parse
 from sluicegate.pipeline.record import Record
 from sluicegate.pipeline.route import Route
 from sluicegate.pipeline.stage import Pipeline
+from sluicegate.routing.health import HealthMonitor
 from sluicegate.routing.router import Router
 
 __all__ = ["Gateway", "MasterKey", "gateway", "resolve_master_key"]
@@ -62,6 +64,7 @@ class Gateway:
         self.router = Router(config)
         self.counters = Counters()
         self.access_log = AccessLog() if config.server.access_log else None
+        self.drain = Drain(config.server.drain_timeout)
         keys = KeyRing(
             master_key.value,
             ((k.name, k.key.get_secret_value()) for k in config.auth.keys),
@@ -69,18 +72,23 @@ class Gateway:
         self.pipeline = Pipeline(
             stages=[
                 Record(self.counters, self.access_log),
+                DrainGate(self.drain),
                 Authenticate(keys),
                 Parse(),
                 Route(self.router),
             ],
             terminal=Invoke(self.router),
         )
+        self.health = HealthMonitor(list(self.router.targets()))
         self._ready_cache: tuple[float, dict[str, dict[str, bool]]] | None = None
 
     async def start(self) -> None:
         await asyncio.gather(*(target.provider.start() for target in self.router.targets()))
+        # Providers first: one not yet started would look unhealthy and leave rotation.
+        await self.health.start()
 
     async def close(self) -> None:
+        await self.health.close()
         await asyncio.gather(
             *(target.provider.close() for target in self.router.targets()), return_exceptions=True
         )
@@ -88,20 +96,35 @@ class Gateway:
             self.access_log.flush()
 
     async def readiness(self) -> dict[str, dict[str, bool]]:
-        """Health of every deployment by model; probed at most once a second."""
+        """Which deployments can serve, by model: a live probe (cached for a second) passes
+        and the breaker is not open."""
         loop = asyncio.get_running_loop()
         if self._ready_cache is not None and loop.time() - self._ready_cache[0] < 1.0:
-            return self._ready_cache[1]
-        groups = list(self.router.groups.values())
-        results = await asyncio.gather(
-            *(t.provider.healthy() for group in groups for t in group.targets)
-        )
-        report: dict[str, dict[str, bool]] = {}
-        flat = iter(results)
-        for group in groups:
-            report[group.name] = {t.deployment_id: next(flat) for t in group.targets}
-        self._ready_cache = (loop.time(), report)
-        return report
+            probes = self._ready_cache[1]
+        else:
+            groups = list(self.router.groups.values())
+            results = await asyncio.gather(
+                *(
+                    t.provider.healthy(t.config.health.path, t.config.health.timeout)
+                    for group in groups
+                    for t in group.targets
+                )
+            )
+            probes = {}
+            flat = iter(results)
+            for group in groups:
+                probes[group.name] = {t.deployment_id: next(flat) for t in group.targets}
+            self._ready_cache = (loop.time(), probes)
+        return {
+            name: {
+                t.deployment_id: probes[name][t.deployment_id] and t.state.breaker.state != "open"
+                for t in group.targets
+            }
+            for name, group in self.router.groups.items()
+        }
+
+    def breakers(self) -> dict[str, str]:
+        return {t.deployment_id: t.state.breaker.state for t in self.router.targets()}
 
 
 def gateway(request: Request) -> Gateway:

@@ -9,7 +9,7 @@ from starlette.responses import Response, StreamingResponse
 
 from sluicegate.errors import SluicegateError
 from sluicegate.pipeline.call import Call, Reply
-from sluicegate.protocol.sse import DONE, error_event
+from sluicegate.protocol.sse import DONE, aclose, error_event
 
 __all__ = ["render"]
 
@@ -64,7 +64,5 @@ async def relay(reply: Reply, request_id: str) -> AsyncIterator[bytes]:
         )
     finally:
         # Close the provider's stream now, so a client that left frees the upstream at once.
-        close = getattr(reply.stream, "aclose", None)
-        if close is not None:
-            await close()
+        await aclose(reply.stream)
         reply.end(error)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
 import orjson
 import pytest
 
@@ -201,8 +204,12 @@ def test_error_body_shapes(body: bytes, said: str) -> None:
 
 
 def test_retry_after_seconds() -> None:
-    assert retry_after_seconds(None) == 1.0
-    assert retry_after_seconds(None, default=4.0) == 4.0
+    assert retry_after_seconds(None) is None
+    assert retry_after_seconds("soon") is None
     assert retry_after_seconds("12") == 12.0
     assert retry_after_seconds("-3") == 0.0
-    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 1.0
+    # An HTTP date in the past means "now"; one in the future counts down to it.
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    future = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    seconds = retry_after_seconds(future)
+    assert seconds is not None and 27 <= seconds <= 30

@@ -8,6 +8,7 @@ import pytest
 
 from sluicegate.config.schema import Config
 from sluicegate.errors import InvalidRequest, ModelNotFound
+from sluicegate.pipeline.call import Call
 from sluicegate.providers.openai_compat import OpenAICompatProvider
 from sluicegate.routing.router import Router
 from sluicegate.types import Endpoint
@@ -22,7 +23,14 @@ def router(*models: dict[str, Any]) -> Router:
 
 
 def picks(r: Router, model: str, count: int, endpoint: Endpoint = Endpoint.CHAT) -> list[str]:
-    return [r.resolve(model, endpoint).deployment_id for _ in range(count)]
+    group = r.resolve(model, endpoint)
+    call = Call(request_id="t", endpoint=endpoint, model=model)
+    chosen = []
+    for _ in range(count):
+        target = group.balancer.pick(group.targets, call)
+        assert target is not None
+        chosen.append(target.deployment_id)
+    return chosen
 
 
 def test_single_deployment() -> None:
@@ -42,7 +50,8 @@ def test_weights_two_to_one_interleave() -> None:
 
 def test_weights_spread_heavy_deployment() -> None:
     r = router({"name": "m", "deployments": [dep("a"), dep("b", weight=3), dep("c", weight=2)]})
-    assert picks(r, "m", 12) == ["a", "b", "c", "b", "c", "b"] * 2
+    # nginx's smooth weighted round-robin: b c a b c b, heavy deployments spread out.
+    assert picks(r, "m", 12) == ["b", "c", "a", "b", "c", "b"] * 2
 
 
 def test_weighted_share_over_many_calls() -> None:
@@ -71,7 +80,7 @@ def test_target_fields() -> None:
             ],
         }
     )
-    first, second = r.resolve("chat", Endpoint.CHAT), r.resolve("chat", Endpoint.CHAT)
+    first, second = r.resolve("chat", Endpoint.CHAT).targets
     assert (first.model, first.deployment_id, first.upstream_model, first.self_hosted) == (
         "chat",
         "chat/0",
@@ -127,7 +136,7 @@ def test_wrong_endpoint_for_kind(kind: str, endpoint: Endpoint, path: str) -> No
 
 def test_chat_model_serves_completions() -> None:
     r = router({"name": "m", "deployments": [dep("a")]})
-    assert r.resolve("m", Endpoint.COMPLETIONS).deployment_id == "a"
+    assert r.resolve("m", Endpoint.COMPLETIONS).targets[0].deployment_id == "a"
 
 
 def test_targets_lists_every_deployment() -> None:

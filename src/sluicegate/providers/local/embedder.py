@@ -102,7 +102,7 @@ class EmbeddingProvider:
     async def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def healthy(self) -> bool:
+    async def healthy(self, path: str | None = None, timeout: float = 5.0) -> bool:
         return self.encoder.healthy
 
     async def send(self, call: Call) -> Reply:

@@ -92,7 +92,7 @@ class LlamaProvider:
                 log.warning("local model did not unload cleanly", exc_info=exc)
             instance.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def healthy(self) -> bool:
+    async def healthy(self, path: str | None = None, timeout: float = 5.0) -> bool:
         return self.file.is_file() and not any(i.load_error for i in self.instances)
 
     async def send(self, call: Call) -> Reply:

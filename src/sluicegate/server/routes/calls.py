@@ -36,6 +36,7 @@ def new_call(
         parser=parser,
         api_key=api_key(request),
         client=client.host if client else None,
+        priority=1 if request.headers.get("x-sluicegate-priority") == "batch" else 0,
     )
 
 
