@@ -62,3 +62,23 @@ def test_readme_gives_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "make run" in readme and "make test" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_routing_setting_is_documented() -> None:
+    from sluicegate.config import routing
+
+    text = (ROOT / "docs" / "routing.md").read_text()
+    models: list[type[BaseModel]] = [
+        routing.RoutingConfig,
+        routing.RetryConfig,
+        routing.QueueConfig,
+        routing.HealthConfig,
+        routing.BreakerConfig,
+    ]
+    missing = [
+        f"{model.__name__}.{name}"
+        for model in models
+        for name in _fields(model)
+        if f"`{name}`" not in text and f"{name}:" not in text
+    ]
+    assert not missing, f"not in docs/routing.md: {missing}"
