@@ -49,6 +49,7 @@ def nonstreaming(
     if args.warmup > 0:
         run_wrk(base, script, 16, args.warmup, cpus)
     for conns in ints(args.concurrency):
+        time.sleep(args.settle)
         before = cpu_seconds(pid)
         with RssSampler(pid) as rss, OtherLoad(pids) as other:
             result = run_wrk(base, script, conns, args.duration, cpus)
@@ -76,6 +77,7 @@ def streaming(
     pid = pids[0]
     rows = []
     for count in ints(args.streams):
+        time.sleep(args.settle)
         _get_json(mock + "/_stats?reset=1")
         before = cpu_seconds(pid)
         with RssSampler(pid) as rss, OtherLoad(pids) as other:
@@ -113,7 +115,7 @@ def profile(
     if tool is None:
         print("  py-spy not found; `.venv/bin/pip install py-spy` to profile", flush=True)
         return {"error": "py-spy not installed"}
-    raw = args.out / f"profile-log-{phase['access_log']}.txt"
+    raw = args.out / f"profile-log-{phase['access_log']}-{time.strftime('%Y%m%dT%H%M%S')}.txt"
     error = ""
     for native in (False,) if args.profile_python_only else (True, False):
         sampler = subprocess.Popen(
@@ -121,7 +123,7 @@ def profile(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        time.sleep(0.5)
+        time.sleep(max(0.5, args.settle))
         run_wrk(base, script, args.profile_concurrency, args.profile, cpus)
         _, err = sampler.communicate(timeout=args.profile + 60)
         if sampler.returncode == 0:

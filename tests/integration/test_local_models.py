@@ -50,9 +50,17 @@ def client(url: str) -> Iterator[openai.OpenAI]:
         yield c
 
 
-def one_slot(start_gateway: GatewayFactory, **settings: Any) -> str:
-    deployment = {"provider": "local", "path": "builtin:smollm2", "max_concurrency": 1}
-    return start_gateway({"models": [{"name": CHAT, "deployments": [deployment | settings]}]})
+def one_slot(
+    start_gateway: GatewayFactory,
+    queue_size: int = 32,
+    queue_timeout: float = 30,
+    **settings: Any,
+) -> str:
+    """One model instance; calls beyond it wait in the model group's fair queue."""
+    deployment = {"provider": "local", "path": "builtin:smollm2", "max_concurrency": 1, **settings}
+    queue = {"size": queue_size, "timeout": queue_timeout}
+    model = {"name": CHAT, "routing": {"queue": queue}, "deployments": [deployment]}
+    return start_gateway({"models": [model]})
 
 
 def test_chat_answers_with_usage_and_the_gateway_model_name(client: openai.OpenAI) -> None:

@@ -105,8 +105,6 @@ class LocalDeployment(_DeploymentBase):
     threads: int | None = Field(
         None, ge=1, description="Threads per instance; default cores ÷ max_concurrency for chat"
     )
-    queue_size: int = Field(32, ge=0, description="Requests that may wait for a free slot")
-    queue_timeout: float = Field(30.0, gt=0, description="Seconds a request may wait in the queue")
     preload: bool = False
 
     @field_validator("path")

@@ -59,6 +59,7 @@ class Record:
                 "request_id": call.request_id,
                 "endpoint": call.endpoint.value,
                 "model": model,
+                "served_model": call.target.model if call.target else None,
                 "deployment": call.target.deployment_id if call.target else None,
                 "principal": call.principal.name if call.principal else None,
                 "status": status,

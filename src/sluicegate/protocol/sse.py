@@ -12,6 +12,7 @@ __all__ = [
     "DONE",
     "EventBuffer",
     "aclose",
+    "count_finish_reasons",
     "data_payloads",
     "error_event",
     "event",
@@ -42,6 +43,11 @@ def error_event(error_body: dict[str, Any]) -> bytes:
 def has_finish_reason(events: bytes) -> bool:
     """True if any chunk in ``events`` carries a non-null finish_reason."""
     return _FINISH.search(events) is not None
+
+
+def count_finish_reasons(events: bytes) -> int:
+    """How many non-null finish_reasons ``events`` carry (one per finished choice)."""
+    return len(_FINISH.findall(events)) if b"finish_reason" in events else 0
 
 
 class EventBuffer:

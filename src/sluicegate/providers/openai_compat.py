@@ -14,7 +14,7 @@ import orjson
 from sluicegate.config.schema import ModelConfig, OpenAIDeployment
 from sluicegate.errors import UpstreamError
 from sluicegate.pipeline.call import Call, Reply, Usage
-from sluicegate.protocol.sse import DONE, data_payloads, has_finish_reason
+from sluicegate.protocol.sse import DONE, count_finish_reasons, data_payloads
 from sluicegate.providers.transport import Response
 from sluicegate.providers.upstream import Upstream, is_event_stream
 from sluicegate.types import Endpoint
@@ -66,7 +66,7 @@ class OpenAICompatProvider:
         resp = await self.upstream.post(_PATHS[call.endpoint], payload, name)
         if call.stream and is_event_stream(resp):
             reply = Reply(served_model=target.upstream_model)
-            reply.stream = self._relay(resp, reply, name, deadline)
+            reply.stream = self._relay(resp, reply, name, deadline, _expected_ends(call))
             return reply
         body, decoded = await self.upstream.read_json(resp, name, deadline)
         usage = Usage.from_openai(decoded.get("usage"))
@@ -80,9 +80,16 @@ class OpenAICompatProvider:
         )
 
     async def _relay(
-        self, resp: Response, reply: Reply, name: str, deadline: float
+        self,
+        resp: Response,
+        reply: Reply,
+        name: str,
+        deadline: float,
+        ends: tuple[int, bool],
     ) -> AsyncIterator[bytes]:
-        finished = done = False
+        choices, wants_usage = ends
+        finishes = 0
+        finished = False
         async for block in self.upstream.events(resp, name, deadline):
             events = _well_formed(block, name)
             if not events:
@@ -90,16 +97,27 @@ class OpenAICompatProvider:
             if b'"usage"' in events:
                 _take_usage(events, reply)
             if not finished:
-                finished = has_finish_reason(events)
-            if b"[DONE]" in events:
-                done = True
+                finishes += count_finish_reasons(events)
+                finished = finishes >= choices
             yield events
-        if done:
-            return
+            if b"[DONE]" in events:
+                return
+            if finished and (reply.usage is not None or not wants_usage):
+                # Whole, even if the upstream keeps the connection open without [DONE].
+                yield DONE
+                return
         if not finished:
             raise UpstreamError(f"Deployment '{name}' ended the stream before it was complete.")
         # The answer is whole but the upstream forgot [DONE]: finish it for the client.
         yield DONE
+
+
+def _expected_ends(call: Call) -> tuple[int, bool]:
+    """How many choices must finish, and whether a usage chunk follows, before a stream is whole."""
+    n = call.body.get("n")
+    options = call.body.get("stream_options")
+    wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+    return (n if isinstance(n, int) and n > 1 else 1), wants_usage
 
 
 def _well_formed(events: bytes, name: str) -> bytes:

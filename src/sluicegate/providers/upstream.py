@@ -49,8 +49,11 @@ class Upstream:
         ]
         self._headers = "".join(f"{k}: {v}\r\n" for k, v in lines).encode("latin-1")
         self._pool: Pool | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
+        # Held once: asyncio.get_running_loop() costs a getpid() syscall per call on 3.11.
+        self._loop = asyncio.get_running_loop()
         self._pool = Pool(
             self.base_url,
             max_connections=self.max_connections,
@@ -64,7 +67,8 @@ class Upstream:
 
     def deadline(self) -> float:
         """The loop time by which the whole call must be done."""
-        return asyncio.get_running_loop().time() + self.timeouts.total
+        loop = self._loop or asyncio.get_running_loop()
+        return loop.time() + self.timeouts.total
 
     async def healthy(self, path: str, timeout: float = 5.0, *, on_origin: bool = False) -> bool:
         """True when ``GET path`` answers below 500 in time. ``path`` follows the base URL's

@@ -25,6 +25,7 @@ import asyncio
 import dataclasses
 import random
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import orjson
 
@@ -48,13 +49,21 @@ class Executor:
     def __init__(self, router: Router, rng: random.Random | None = None) -> None:
         self.router = router
         self.rng = rng or random.Random()
+        # Held after the first call: get_running_loop() costs a getpid() syscall on 3.11.
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _time(self) -> float:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop.time()
 
     async def run(self, call: Call) -> Reply:
         assert call.model is not None
-        loop = asyncio.get_running_loop()
         chain = list(self.router.chain(call.model))
-        budget_end = loop.time() + chain[0].retry.budget
+        budget_end = self._time() + chain[0].retry.budget
         trail: list[str] = []
+        tried = 0  # upstream attempts, for x-sluicegate-attempts
         last: SluicegateError | None = None
         took_context_fallback = False
         index = 0
@@ -62,19 +71,29 @@ class Executor:
             group = chain[index]
             index += 1
             shunned: set[str] = set()
+            # Deployment → loop time before which this call must not ask it again
+            # (its Retry-After, or our backoff after it failed).
+            resting: dict[str, float] = {}
             retries = 0
             for attempt in range(group.retry.attempts):
-                if trail and loop.time() >= budget_end:
+                if trail and self._time() >= budget_end:
                     break
                 if last is not None and all(t.deployment_id in shunned for t in group.targets):
                     break  # every deployment failed this call: its own error is the one to tell
+                wake = _rested(group, shunned, resting, self._time())
+                if wake is not None:
+                    if wake >= budget_end:
+                        break
+                    await asyncio.sleep(wake - self._time())
                 try:
-                    target = await self._choose(group, call, shunned, budget_end)
+                    target = await self._choose(group, call, shunned, resting, budget_end)
                 except SluicegateError as exc:
                     trail.append(f"{group.name}:{exc.code}")
-                    last = exc
+                    # A failure this call met is worth more to the caller than "none left".
+                    last = last or exc
                     break
                 call.target = target
+                tried += 1
                 try:
                     reply = await self._attempt(call, group, target, "")
                 except SluicegateError as exc:
@@ -91,7 +110,7 @@ class Executor:
                             took_context_fallback = True
                             chain.insert(index, self.router.groups[fallback])
                             break
-                        raise _explained(exc, trail) from None
+                        raise _explained(exc, trail, tried) from None
                     if outcome is Outcome.FAILOVER:
                         shunned.add(target.deployment_id)
                         continue
@@ -103,28 +122,35 @@ class Executor:
                         # Told to wait longer than we will: let another deployment answer.
                         shunned.add(target.deployment_id)
                         continue
-                    if loop.time() + pause >= budget_end:
-                        break
-                    if pause > 0 and not self._other_free(group, target, shunned):
-                        await asyncio.sleep(pause)
+                    resting[target.deployment_id] = self._time() + pause
                     continue
                 call.reply_headers["x-sluicegate-deployment"] = target.deployment_id
-                call.reply_headers["x-sluicegate-attempts"] = str(len(trail) + 1)
+                call.reply_headers["x-sluicegate-attempts"] = str(tried)
                 if group is not chain[0]:
                     call.reply_headers["x-sluicegate-model"] = group.name
                 return reply
         if last is None:
             last = ServiceUnavailable(f"No deployment of '{call.model}' could answer.")
-        raise _explained(last, trail)
+        raise _explained(last, trail, tried)
 
     async def _choose(
-        self, group: ModelGroup, call: Call, shunned: set[str], budget_end: float
+        self,
+        group: ModelGroup,
+        call: Call,
+        shunned: set[str],
+        resting: dict[str, float],
+        budget_end: float,
     ) -> Target:
         """A deployment with a free slot; waits its turn in the fair queue when all are busy."""
         woken = False
         while True:
+            now = self._time()
             candidates = [
-                t for t in group.targets if t.deployment_id not in shunned and t.state.available()
+                t
+                for t in group.targets
+                if t.deployment_id not in shunned
+                and t.state.available()
+                and resting.get(t.deployment_id, 0.0) <= now
             ]
             if not candidates:
                 raise _none_available(group, shunned)
@@ -142,19 +168,18 @@ class Executor:
     async def _attempt(self, call: Call, group: ModelGroup, target: Target, prefix: str) -> Reply:
         state = target.state
         state.started()
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        started = self._time()
         release = _releaser(group, target)
         try:
             reply = await target.provider.send(call)
             first = await _first_chunk(reply, target) if reply.stream is not None else b""
         except SluicegateError as exc:
-            release(counts_against_deployment(exc))
+            release(True if counts_against_deployment(exc) else None)
             raise
         except BaseException:
             release(None)
             raise
-        state.observe_latency(loop.time() - started)
+        state.observe_latency(self._time() - started)
         if reply.stream is None:
             release(False)
             return reply
@@ -172,25 +197,32 @@ class Executor:
         release: Callable[[bool | None], None],
         prefix: str,
     ) -> AsyncIterator[bytes]:
-        sent: list[str] | None = (
-            [prefix] if call.endpoint is Endpoint.CHAT and self._prefill_exists(group) else None
+        sent = (
+            _Transcript(prefix)
+            if call.endpoint is Endpoint.CHAT and self._prefill_exists(group)
+            else None
         )
         failed = True
         try:
             if sent is not None:
-                _collect(first, sent)
+                sent.collect(first)
             yield first
             async for events in inner:
                 if sent is not None:
-                    _collect(events, sent)
+                    sent.collect(events)
                 yield events
             failed = False
         except SluicegateError as exc:
-            release(counts_against_deployment(exc))
-            if sent is None:
+            release(True if counts_against_deployment(exc) else None)
+            if sent is None or not sent.resumable:
                 raise
-            async for events in self._continue(call, group, target, reply, "".join(sent), exc):
-                yield events
+            resumed = self._continue(call, group, target, reply, sent.text(), exc)
+            try:
+                async for events in resumed:
+                    yield events
+            finally:
+                # Closed here, not by the garbage collector, so a departed client frees it now.
+                await aclose(resumed)
             failed = False
         finally:
             release(None if failed else False)
@@ -230,8 +262,11 @@ class Executor:
                 if continuation.stream is None:
                     continue
                 call.target = target
-                async for events in continuation.stream:
-                    yield events
+                try:
+                    async for events in continuation.stream:
+                        yield events
+                finally:
+                    await aclose(continuation.stream)
                 reply.usage = continuation.usage
                 return
         raise cause
@@ -246,15 +281,6 @@ class Executor:
                 return None
             return exc.retry_after
         return backoff(group.retry, retries, self.rng)
-
-    def _other_free(self, group: ModelGroup, failed: Target, shunned: set[str]) -> bool:
-        return any(
-            t is not failed
-            and t.deployment_id not in shunned
-            and t.state.available()
-            and t.state.has_capacity()
-            for t in group.targets
-        )
 
 
 def _releaser(group: ModelGroup, target: Target) -> Callable[[bool | None], None]:
@@ -280,26 +306,68 @@ def _releaser(group: ModelGroup, target: Target) -> Callable[[bool | None], None
 
 
 async def _first_chunk(reply: Reply, target: Target) -> bytes:
-    """Wait for a stream's first chunk: until then, failing over is invisible to the client."""
+    """Wait for a stream's first token (an early role-only chunk does not count): until
+    then nothing has reached the client, so failing over is invisible to it."""
     stream = reply.stream
     assert stream is not None
     limit = target.config.timeouts.first_byte
+    held: list[bytes] = []
     try:
         async with asyncio.timeout(limit):
-            return await anext(stream)
+            while True:
+                events = await anext(stream)
+                held.append(events)
+                if _substantive(events):
+                    return b"".join(held)
     except TimeoutError as exc:
         await aclose(stream)
         raise UpstreamTimeout(
             f"Deployment '{target.deployment_id}' sent no first token within {limit:g}s."
         ) from exc
     except StopAsyncIteration as exc:
+        if held:
+            return b"".join(held)
         raise UpstreamError(
             f"Deployment '{target.deployment_id}' ended the stream before it began."
         ) from exc
 
 
-def _collect(events: bytes, sent: list[str]) -> None:
-    """Append the assistant text in these chat chunks (for a possible continuation)."""
+class _Transcript:
+    """The assistant text a stream has sent, kept in case a continuation must resume it.
+
+    Only plain text of one choice can be resumed by prefill; once a tool call or a
+    second choice has gone out, a continuation would glue a fresh answer onto a cut
+    one, so the stream is marked not resumable.
+    """
+
+    __slots__ = ("parts", "resumable")
+
+    def __init__(self, prefix: str) -> None:
+        self.parts = [prefix]
+        self.resumable = True
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def collect(self, events: bytes) -> None:
+        for chunk in _chunks(events):
+            for choice in chunk.get("choices") or ():
+                delta = choice.get("delta") if isinstance(choice, dict) else None
+                if not isinstance(delta, dict):
+                    continue
+                if (
+                    choice.get("index", 0) != 0
+                    or delta.get("tool_calls")
+                    or delta.get("function_call")
+                ):
+                    self.resumable = False
+                content = delta.get("content")
+                if isinstance(content, str):
+                    self.parts.append(content)
+
+
+def _chunks(events: bytes) -> list[dict[str, Any]]:
+    found = []
     for payload in data_payloads(events):
         if payload == b"[DONE]":
             continue
@@ -307,11 +375,29 @@ def _collect(events: bytes, sent: list[str]) -> None:
             chunk = orjson.loads(payload)
         except orjson.JSONDecodeError:
             continue
-        for choice in chunk.get("choices") or () if isinstance(chunk, dict) else ():
-            delta = choice.get("delta") if isinstance(choice, dict) else None
-            content = delta.get("content") if isinstance(delta, dict) else None
-            if isinstance(content, str):
-                sent.append(content)
+        if isinstance(chunk, dict):
+            found.append(chunk)
+    return found
+
+
+def _substantive(events: bytes) -> bool:
+    """Does this carry the answer itself (text, a tool call, an end), not just the role?"""
+    if b"[DONE]" in events:
+        return True
+    for chunk in _chunks(events):
+        if chunk.get("usage") or chunk.get("error"):
+            return True
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            if choice.get("finish_reason") or choice.get("text"):
+                return True
+            delta = choice.get("delta")
+            if isinstance(delta, dict) and (
+                delta.get("content") or delta.get("tool_calls") or delta.get("function_call")
+            ):
+                return True
+    return False
 
 
 def _none_available(group: ModelGroup, shunned: set[str]) -> ServiceUnavailable:
@@ -335,8 +421,23 @@ def _none_available(group: ModelGroup, shunned: set[str]) -> ServiceUnavailable:
     return exc
 
 
-def _explained(exc: SluicegateError, trail: list[str]) -> SluicegateError:
+def _explained(exc: SluicegateError, trail: list[str], tried: int) -> SluicegateError:
     if trail:
-        exc.headers["x-sluicegate-attempts"] = str(len(trail))
+        exc.headers["x-sluicegate-attempts"] = str(tried)
         exc.headers["x-sluicegate-route"] = ",".join(trail)
     return exc
+
+
+def _rested(
+    group: ModelGroup, shunned: set[str], resting: dict[str, float], now: float
+) -> float | None:
+    """When every deployment still in play is resting, the time the first may be asked."""
+    wake: float | None = None
+    for t in group.targets:
+        if t.deployment_id in shunned or not t.state.available():
+            continue
+        until = resting.get(t.deployment_id, 0.0)
+        if until <= now:
+            return None
+        wake = until if wake is None else min(wake, until)
+    return wake

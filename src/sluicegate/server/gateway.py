@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import secrets
@@ -86,6 +87,10 @@ class Gateway:
         await asyncio.gather(*(target.provider.start() for target in self.router.targets()))
         # Providers first: one not yet started would look unhealthy and leave rotation.
         await self.health.start()
+        # Everything made so far lives as long as the process: keep it out of the cyclic
+        # collector, whose full passes over it cost ~15 ms pauses under load.
+        gc.collect()
+        gc.freeze()
 
     async def close(self) -> None:
         await self.health.close()

@@ -57,7 +57,7 @@ def test_local_deployment_defaults() -> None:
     dep = config({"provider": "local", "path": "builtin:smollm2"}).models[0].deployments[0]
     assert isinstance(dep, LocalDeployment)
     assert (dep.self_hosted, dep.max_concurrency, dep.context_length) == (True, 1, 2048)
-    assert (dep.queue_size, dep.queue_timeout, dep.preload, dep.threads) == (32, 30.0, False, None)
+    assert (dep.preload, dep.threads) == (False, None)
 
 
 def test_anthropic_serves_chat_only() -> None:

@@ -87,8 +87,10 @@ class EmbeddingProvider:
         )
         self.slots = Slots(
             deployment.max_concurrency,
-            deployment.queue_size,
-            deployment.queue_timeout,
+            # Routing's fair queue admits at most max_concurrency calls, so a call waits
+            # here only for a worker thread still finishing a call whose client left.
+            deployment.max_concurrency,
+            model.routing.queue.timeout,
             name=self.name,
             typical_hold=0.2,
         )

@@ -63,8 +63,10 @@ class LlamaProvider:
         self._idle = list(self.instances)
         self.slots = Slots(
             count,
-            deployment.queue_size,
-            deployment.queue_timeout,
+            # Routing's fair queue admits at most max_concurrency calls, so a call waits
+            # here only for a worker thread still finishing a call whose client left.
+            count,
+            model.routing.queue.timeout,
             name=self.name,
             typical_hold=2.0,
         )
