@@ -325,6 +325,10 @@ def write_results(results: dict[str, Any], path: Path) -> None:
         _command(results),
         "```",
         "",
+        "Gateway config (written by `bench/run.py`): one model with three deployments, all on "
+        "the mock upstream, round-robin, active health checks every second and circuit "
+        "breakers on, so the routing of issue #3 is on the measured path.",
+        "",
         f"wrk: 1 thread, {args['duration']:g} s per run after {args['warmup']:g} s of warm-up, "
         f"each run after {args.get('settle', 0):g} s of quiet; "
         f"mock streams: {args['chunks']} content chunks {args['interval_ms']:g} ms apart, then "
