@@ -19,13 +19,15 @@ from sluicegate.protocol.anthropic import openai_usage, to_openai_completion
 from sluicegate.protocol.anthropic_stream import ToOpenAIStream
 from sluicegate.protocol.anthropic_upstream import to_anthropic_request
 from sluicegate.providers.transport import Response
-from sluicegate.providers.upstream import Upstream, is_event_stream
+from sluicegate.providers.upstream import Upstream, UpstreamProvider, is_event_stream
 from sluicegate.types import Endpoint
 
 __all__ = ["AnthropicProvider"]
 
 
-class AnthropicProvider:
+class AnthropicProvider(UpstreamProvider):
+    model_list = "/v1/models"
+
     def __init__(self, model: ModelConfig, deployment: AnthropicDeployment) -> None:
         self.deployment = deployment
         self.endpoints = frozenset({Endpoint.CHAT})
@@ -38,17 +40,6 @@ class AnthropicProvider:
             timeouts=deployment.timeouts,
             max_connections=deployment.max_concurrency,
         )
-
-    async def start(self) -> None:
-        await self.upstream.start()
-
-    async def close(self) -> None:
-        await self.upstream.close()
-
-    async def healthy(self, path: str | None = None, timeout: float = 5.0) -> bool:
-        if path is None:
-            return await self.upstream.healthy("/v1/models", timeout)
-        return await self.upstream.healthy(path, timeout, on_origin=True)
 
     async def send(self, call: Call) -> Reply:
         target = call.target

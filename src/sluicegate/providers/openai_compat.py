@@ -16,7 +16,7 @@ from sluicegate.errors import UpstreamError
 from sluicegate.pipeline.call import Call, Reply, Usage
 from sluicegate.protocol.sse import DONE, count_finish_reasons, data_payloads
 from sluicegate.providers.transport import Response
-from sluicegate.providers.upstream import Upstream, is_event_stream
+from sluicegate.providers.upstream import Upstream, UpstreamProvider, is_event_stream
 from sluicegate.types import Endpoint
 
 __all__ = ["OpenAICompatProvider"]
@@ -30,7 +30,9 @@ _PATHS = {
 }
 
 
-class OpenAICompatProvider:
+class OpenAICompatProvider(UpstreamProvider):
+    model_list = "/models"
+
     def __init__(self, model: ModelConfig, deployment: OpenAIDeployment) -> None:
         self.endpoints = frozenset(_PATHS)
         headers = []
@@ -42,17 +44,6 @@ class OpenAICompatProvider:
             timeouts=deployment.timeouts,
             max_connections=deployment.max_concurrency,
         )
-
-    async def start(self) -> None:
-        await self.upstream.start()
-
-    async def close(self) -> None:
-        await self.upstream.close()
-
-    async def healthy(self, path: str | None = None, timeout: float = 5.0) -> bool:
-        if path is None:
-            return await self.upstream.healthy("/models", timeout)
-        return await self.upstream.healthy(path, timeout, on_origin=True)
 
     async def send(self, call: Call) -> Reply:
         target = call.target

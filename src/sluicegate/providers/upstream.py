@@ -26,7 +26,7 @@ from sluicegate.providers.transport import (
 )
 from sluicegate.providers.upstream_errors import from_status
 
-__all__ = ["Upstream", "is_event_stream"]
+__all__ = ["Upstream", "UpstreamProvider", "is_event_stream"]
 
 
 class Upstream:
@@ -150,6 +150,28 @@ class Upstream:
             raise UpstreamError(f"Deployment '{name}' broke off the stream.") from exc
         finally:
             resp.close()
+
+
+class UpstreamProvider:
+    """Start, close and probe for a provider that speaks HTTP through one ``Upstream``.
+
+    Subclasses build ``self.upstream`` and say where their API lists its models
+    (``model_list``, after the base URL's path), the default health probe.
+    """
+
+    upstream: Upstream
+    model_list: str
+
+    async def start(self) -> None:
+        await self.upstream.start()
+
+    async def close(self) -> None:
+        await self.upstream.close()
+
+    async def healthy(self, path: str | None = None, timeout: float = 5.0) -> bool:
+        if path is None:
+            return await self.upstream.healthy(self.model_list, timeout)
+        return await self.upstream.healthy(path, timeout, on_origin=True)
 
 
 def is_event_stream(resp: Response) -> bool:
