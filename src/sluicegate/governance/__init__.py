@@ -1,0 +1,1 @@
+"""Governance: keys, limits, budgets, prices and usage accounting."""
