@@ -82,3 +82,23 @@ def test_every_routing_setting_is_documented() -> None:
         if f"`{name}`" not in text and f"{name}:" not in text
     ]
     assert not missing, f"not in docs/routing.md: {missing}"
+
+
+def test_every_governance_setting_is_documented() -> None:
+    from sluicegate.config import governance
+
+    text = (ROOT / "docs" / "governance.md").read_text()
+    models: list[type[BaseModel]] = [
+        governance.GovernanceConfig,
+        governance.LimitsConfig,
+        governance.OrgConfig,
+        governance.PricingConfig,
+        schema.StaticKey,
+    ]
+    missing = [
+        f"{model.__name__}.{name}"
+        for model in models
+        for name in _fields(model)
+        if f"`{name}`" not in text and f"{name}:" not in text
+    ]
+    assert not missing, f"not in docs/governance.md: {missing}"

@@ -11,6 +11,7 @@ import pytest
 from starlette.routing import Route
 
 from sluicegate.config.schema import Config
+from sluicegate.pipeline.admit import Admit
 from sluicegate.pipeline.authenticate import Authenticate
 from sluicegate.pipeline.drain import DrainGate
 from sluicegate.pipeline.parse import Parse
@@ -122,8 +123,15 @@ def test_stages_in_documented_order(upstream_url: str) -> None:
     gw = app.state.gateway
     assert isinstance(gw, Gateway)
     stages = gw.pipeline.stages
-    assert [s.name for s in stages] == ["record", "drain", "authenticate", "parse", "route"]
-    assert [type(s) for s in stages] == [Record, DrainGate, Authenticate, Parse, RouteStage]
+    assert [s.name for s in stages] == [
+        "record",
+        "drain",
+        "authenticate",
+        "parse",
+        "route",
+        "admit",
+    ]
+    assert [type(s) for s in stages] == [Record, DrainGate, Authenticate, Parse, RouteStage, Admit]
 
 
 def test_record_sees_refusals_and_finished_streams(upstream_url: str) -> None:

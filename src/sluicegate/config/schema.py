@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from sluicegate.config.governance import GovernanceConfig, LimitsConfig
 from sluicegate.config.routing import BreakerConfig, HealthConfig, RoutingConfig
 
 __all__ = [
@@ -141,6 +142,8 @@ class ModelConfig(_Strict):
 class StaticKey(_Strict):
     name: str = Field(min_length=1)
     key: SecretStr
+    org: str | None = Field(None, description="the organisation whose limits also apply")
+    limits: LimitsConfig = LimitsConfig()
 
     @field_validator("key")
     @classmethod
@@ -171,6 +174,7 @@ class ServerConfig(_Strict):
 class Config(_Strict):
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
+    governance: GovernanceConfig = GovernanceConfig()
     models: list[ModelConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -180,6 +184,13 @@ class Config(_Strict):
             if model.name in seen:
                 raise ValueError(f"model name '{model.name}' is declared twice")
             seen.add(model.name)
+        orgs = {org.name for org in self.governance.orgs}
+        for key in self.auth.keys:
+            if key.org is not None and key.org not in orgs:
+                raise ValueError(
+                    f"key '{key.name}' belongs to org '{key.org}', which governance.orgs "
+                    "does not declare"
+                )
         ids: set[str] = set()
         for model in self.models:
             for index, dep in enumerate(model.deployments):

@@ -20,11 +20,17 @@ def _digest(key: str) -> bytes:
 class KeyRing:
     """The keys this gateway accepts, as digests. Plain keys are dropped once hashed."""
 
-    def __init__(self, master_key: str, static_keys: Iterable[tuple[str, str]] = ()) -> None:
+    def __init__(
+        self,
+        master_key: str,
+        static_keys: Iterable[tuple[str, str] | tuple[str, str, Principal]] = (),
+    ) -> None:
         self._entries: list[tuple[bytes, Principal]] = [
             (_digest(master_key), Principal(name="master", is_admin=True))
         ]
-        self._entries.extend((_digest(key), Principal(name=name)) for name, key in static_keys)
+        for entry in static_keys:
+            principal = entry[2] if len(entry) == 3 else Principal(name=entry[0])
+            self._entries.append((_digest(entry[1]), principal))
 
     def lookup(self, key: str) -> Principal | None:
         digest = _digest(key)

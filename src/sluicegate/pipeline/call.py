@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sluicegate.governance.limits import Limit
+from sluicegate.governance.usage import UsageDetail
 from sluicegate.types import Endpoint, JSONObject, SSEStream
 
 if TYPE_CHECKING:
@@ -20,30 +22,51 @@ __all__ = ["Call", "Parsed", "Principal", "Reply", "Usage"]
 
 @dataclass(slots=True, frozen=True)
 class Principal:
-    """Who is calling: the key's name (never the key itself)."""
+    """Who is calling: the key's name (never the key itself), and the limits that bind it."""
 
     name: str
     is_admin: bool = False
+    org: str | None = None
+    limits: tuple[Limit, ...] = ()
 
 
 @dataclass(slots=True)
 class Usage:
+    """Tokens one call used, as the upstream reported them (OpenAI's inclusive totals)."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def detail(self) -> UsageDetail:
+        return UsageDetail(
+            prompt_tokens=self.prompt_tokens,
+            cached_tokens=self.cached_tokens,
+            cache_write_tokens=self.cache_write_tokens,
+            completion_tokens=self.completion_tokens,
+            reasoning_tokens=self.reasoning_tokens,
+        )
+
     @classmethod
     def from_openai(cls, usage: Any) -> Usage | None:
-        if not isinstance(usage, dict):
+        if not isinstance(usage, dict) or not isinstance(usage.get("prompt_tokens"), int):
             return None
-        prompt = usage.get("prompt_tokens")
-        completion = usage.get("completion_tokens", 0)
-        if not isinstance(prompt, int) or not isinstance(completion, int):
+        detail = UsageDetail.from_openai(usage)
+        if detail is None:
             return None
-        return cls(prompt, completion)
+        return cls(
+            detail.prompt_tokens,
+            detail.completion_tokens,
+            detail.cached_tokens,
+            detail.cache_write_tokens,
+            detail.reasoning_tokens,
+        )
 
 
 @dataclass(slots=True)

@@ -12,9 +12,14 @@ from pathlib import Path
 
 from starlette.requests import Request
 
+from sluicegate.config.loader import ConfigError
 from sluicegate.config.schema import Config
+from sluicegate.governance.limits import build_limit_store
+from sluicegate.governance.pricing import CatalogueError, load_catalogue
+from sluicegate.governance.principals import principal_for
 from sluicegate.observability.access_log import AccessLog
 from sluicegate.observability.counters import Counters
+from sluicegate.pipeline.admit import Admit
 from sluicegate.pipeline.authenticate import Authenticate, KeyRing
 from sluicegate.pipeline.drain import Drain, DrainGate
 from sluicegate.pipeline.invoke import Invoke
@@ -68,7 +73,21 @@ class Gateway:
         self.drain = Drain(config.server.drain_timeout)
         keys = KeyRing(
             master_key.value,
-            ((k.name, k.key.get_secret_value()) for k in config.auth.keys),
+            (
+                (k.name, k.key.get_secret_value(), principal_for(k, config))
+                for k in config.auth.keys
+            ),
+        )
+        governance = config.governance
+        try:
+            catalogue = load_catalogue(governance.pricing.catalogue, governance.pricing.models)
+        except CatalogueError as exc:
+            raise ConfigError(str(exc)) from exc
+        self.admit = Admit(
+            build_limit_store(governance.state),
+            catalogue,
+            self.router,
+            governance.default_max_tokens,
         )
         self.pipeline = Pipeline(
             stages=[
@@ -77,6 +96,7 @@ class Gateway:
                 Authenticate(keys),
                 Parse(),
                 Route(self.router),
+                self.admit,
             ],
             terminal=Invoke(self.router),
         )
@@ -97,6 +117,7 @@ class Gateway:
         await asyncio.gather(
             *(target.provider.close() for target in self.router.targets()), return_exceptions=True
         )
+        await self.admit.close()
         if self.access_log is not None:
             self.access_log.flush()
 
