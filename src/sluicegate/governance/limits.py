@@ -289,6 +289,10 @@ class InProcessLimitStore:
         )
 
     async def settle(self, reservation: Reservation, actual: Mapping[Limit, int]) -> None:
+        self.settle_now(reservation, actual)
+
+    def settle_now(self, reservation: Reservation, actual: Mapping[Limit, int]) -> None:
+        """``settle`` without a coroutine: the pipeline calls it from a stream's end."""
         now = self._clock()
         for held in reservation.held:
             used = actual.get(held.limit)

@@ -23,7 +23,13 @@ from typing import Any
 
 from sluicegate.errors import PermissionDenied
 from sluicegate.governance.cost import cost, gpu_seconds
-from sluicegate.governance.limits import Limit, LimitStore, Reservation, rate_limit_headers
+from sluicegate.governance.limits import (
+    InProcessLimitStore,
+    Limit,
+    LimitStore,
+    Reservation,
+    rate_limit_headers,
+)
 from sluicegate.governance.pricing import Catalogue
 from sluicegate.governance.usage import UsageDetail
 from sluicegate.pipeline.call import Call, Reply
@@ -112,6 +118,10 @@ class Admit:
         self, call: Call, reservation: Reservation, reply: Reply | None, started: float
     ) -> None:
         actual = self._actual(call, reservation, reply, time.monotonic() - started)
+        if isinstance(self.store, InProcessLimitStore):
+            # Nothing to wait for in-process: settle now rather than pay for a task.
+            self.store.settle_now(reservation, actual)
+            return
         task = asyncio.get_running_loop().create_task(self._write(reservation, actual))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
