@@ -52,28 +52,7 @@ def start_gateway() -> Iterator[GatewayFactory]:
 @pytest.fixture
 def gateway_url(start_gateway: GatewayFactory, upstream_url: str) -> str:
     """A gateway over the fake upstream: chat model 'fake-chat', embeddings 'fake-embed'."""
-    return start_gateway(
-        {
-            "models": [
-                {
-                    "name": "fake-chat",
-                    "deployments": [
-                        {
-                            "provider": "openai",
-                            "base_url": f"{upstream_url}/ok/v1",
-                            "model": "upstream-chat",
-                            "api_key": "sk-upstream-secret",
-                        }
-                    ],
-                },
-                {
-                    "name": "fake-embed",
-                    "kind": "embedding",
-                    "deployments": [{"provider": "openai", "base_url": f"{upstream_url}/ok/v1"}],
-                },
-            ]
-        }
-    )
+    return start_gateway({"models": fake_upstream_models(upstream_url)})
 
 
 def fake_upstream_models(upstream_url: str) -> list[dict[str, Any]]:
