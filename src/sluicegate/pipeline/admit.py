@@ -129,8 +129,8 @@ class Admit:
     def _actual(
         self, call: Call, reservation: Reservation, reply: Reply | None, wall: float
     ) -> dict[Limit, int]:
-        failed = reply is None or (reply.error is not None and reply.usage is None)
         usage = reply.usage if reply is not None else None
+        failed = reply is None or reply.error is not None
         actual: dict[Limit, int] = {}
         for held in reservation.held:
             unit = held.limit.unit
