@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -13,6 +17,12 @@ from sluicegate.server.app import create_app
 from sluicegate.server.gateway import MasterKey
 from tests.fakes import openai_upstream
 from tests.fakes.servers import running
+
+# Every gateway a test starts (in-process or as a child process) keeps its local state
+# (the default SQLite database) here, never in the checkout's ./.sluicegate.
+_DATA_DIR = tempfile.mkdtemp(prefix="sluicegate-tests-")
+os.environ["SLUICEGATE_DATA_DIR"] = _DATA_DIR
+atexit.register(shutil.rmtree, _DATA_DIR, ignore_errors=True)
 
 MASTER_KEY = "sk-test-master-key-0123456789"
 APP_KEY = "sk-test-app-key-0123456789abc"

@@ -7,6 +7,7 @@
     ├── NotFound                         404 not_found_error
     │   └── ModelNotFound                404 model_not_found; lists the models
     ├── MethodNotAllowed                 405
+    ├── Conflict                         409 the thing exists already, or changed meanwhile
     ├── PayloadTooLarge                  413
     ├── RateLimited                      429 rate_limit_exceeded; carries Retry-After
     ├── UpstreamError                    502 the upstream failed or answered nonsense
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthenticationFailed",
+    "Conflict",
     "InvalidRequest",
     "MethodNotAllowed",
     "ModelNotFound",
@@ -107,6 +109,12 @@ class MethodNotAllowed(SluicegateError):
     status = 405
     type = "invalid_request_error"
     code = "method_not_allowed"
+
+
+class Conflict(SluicegateError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
 
 
 class PayloadTooLarge(SluicegateError):

@@ -22,3 +22,5 @@ class Endpoint(StrEnum):
     COMPLETIONS = "completions"
     EMBEDDINGS = "embeddings"
     MODELS = "models"
+    ADMIN = "admin"
+    OPENAPI = "openapi"

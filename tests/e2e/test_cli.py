@@ -119,7 +119,9 @@ def test_serve_prints_how_to_use_it_and_serves(tmp_path: Path, upstream_url: str
         "models:\n  - name: fake-chat\n    deployments:\n"
         f"      - {{provider: openai, base_url: '{upstream_url}/ok/v1'}}\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "SLUICEGATE_MASTER_KEY"}
+    # The default data directory (./.sluicegate under cwd), as a user would have it.
+    hidden = {"SLUICEGATE_MASTER_KEY", "SLUICEGATE_DATA_DIR"}
+    env = {k: v for k, v in os.environ.items() if k not in hidden}
     proc = subprocess.Popen(
         [CLI, "serve", "--config", str(cfg)],
         cwd=tmp_path,

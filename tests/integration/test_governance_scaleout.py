@@ -1,4 +1,5 @@
-"""Scale-out: 4 real ``sluicegate serve`` processes share one key's limits exactly via Redis.
+"""Scale-out: 4 real ``sluicegate serve`` processes share one key's limits exactly via Redis,
+and one PostgreSQL database for keys and usage events.
 
 200 concurrent clients, spread round-robin over the 4 gateways, hit one key with an
 RPM limit, a TPM limit and a dollar budget (one key per limit, so counters never
@@ -10,6 +11,9 @@ The token and budget scenarios go through an upstream that answers after
 ``HOLD`` seconds, so every admitted call still holds its reservation while the
 others are refused: the admitted count is then the limit divided by one
 reservation, and an overshoot would show as an extra admission.
+
+The key directory refreshes only once a minute here, so a key issued on one
+gateway and working at once on the others shows the Redis change channel.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from sluicegate.governance.limits import BucketKeys, Limit, window_span
 from sluicegate.governance.pricing import load_catalogue
 from sluicegate.governance.usage import UsageDetail
 from tests.conftest import MASTER_KEY
+from tests.fakes.databases import fresh_postgres
 from tests.fakes.servers import free_port
 
 STATE = "redis://127.0.0.1:6379/7"
@@ -80,15 +85,24 @@ def _key(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def gateways(tmp_path_factory: pytest.TempPathFactory, upstream_url: str) -> Iterator[list[str]]:
-    """4 gateway processes over one Redis state; their base URLs."""
+def database() -> Iterator[str]:
+    with fresh_postgres() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def gateways(
+    tmp_path_factory: pytest.TempPathFactory, upstream_url: str, database: str
+) -> Iterator[list[str]]:
+    """4 gateway processes over one Redis state and one database; their base URLs."""
     if not asyncio.run(_redis_up()):
         if os.environ.get("CI"):
             pytest.fail("Redis on 127.0.0.1:6379 is unreachable (CI is set: `make services`)")
         pytest.skip("Redis on 127.0.0.1:6379 is unreachable")
     asyncio.run(_flush())
     config: dict[str, Any] = {
-        "governance": {"state": STATE},
+        "database": {"url": database},
+        "governance": {"state": STATE, "refresh_interval": 60},
         "auth": {
             "keys": [
                 {"name": f"rpm-{SUFFIX}", "key": _key("rpm"), "limits": {"rpm": RPM}},
@@ -288,3 +302,61 @@ def test_budget_stops_admitting_and_settles_to_exact_cost(gateways: list[str]) -
     assert spent > 0
     limit = Limit(f"key:budget-{SUFFIX}", "budget_usd_day", "usd_micros", "day", budget)
     assert asyncio.run(_settled(_bucket(limit, now), spent)) == spent
+
+
+def _recorded(database: str, key_id: str, expected: int) -> tuple[int, int]:
+    """(events, summed cost) of a key's usage events, once ``expected`` events are in."""
+    import psycopg
+
+    deadline = time.monotonic() + 10
+    with psycopg.connect(database, autocommit=True) as connection:
+        while True:
+            row = connection.execute(
+                "SELECT count(*), coalesce(sum(cost_micros), 0) FROM usage_events "
+                "WHERE key_id = %s",
+                (key_id,),
+            ).fetchone()
+            assert row is not None
+            if row[0] >= expected or time.monotonic() > deadline:
+                return int(row[0]), int(row[1])
+            time.sleep(0.1)
+
+
+def test_every_call_is_recorded_and_the_spend_matches_the_settled_budget(
+    gateways: list[str], database: str
+) -> None:
+    """Runs after the budget burst: its admitted and refused calls are all in the database."""
+    events, recorded = _recorded(database, f"budget-{SUFFIX}", CLIENTS)
+    assert events == CLIENTS
+    budget = round(BUDGET_USD * 1_000_000)
+    limit = Limit(f"key:budget-{SUFFIX}", "budget_usd_day", "usd_micros", "day", budget)
+    assert asyncio.run(_settled(_bucket(limit, time.time()), recorded)) == recorded
+
+
+def test_a_key_issued_on_one_gateway_works_at_once_on_every_other(gateways: list[str]) -> None:
+    admin = {"authorization": f"Bearer {MASTER_KEY}"}
+    created = httpx2.post(f"{gateways[0]}/admin/keys", json={"name": "fresh"}, headers=admin)
+    assert created.status_code == 201, created.text
+    key = created.json()["key"]
+    body = _chat("fast-chat", 5)
+    deadline = time.monotonic() + 3  # the refresh interval is 60 s: only the channel is this fast
+    for url in gateways[1:]:
+        while True:
+            reply = httpx2.post(
+                f"{url}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}
+            )
+            if reply.status_code == 200:
+                break
+            assert reply.status_code == 401 and time.monotonic() < deadline, reply.text
+            time.sleep(0.05)
+    key_id = created.json()["id"]
+    assert httpx2.post(f"{gateways[0]}/admin/keys/{key_id}/revoke", headers=admin).is_success
+    for url in gateways[1:]:
+        while True:
+            reply = httpx2.post(
+                f"{url}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}
+            )
+            if reply.status_code == 401:
+                break
+            assert time.monotonic() < deadline, "a revoked key still works"
+            time.sleep(0.05)

@@ -1,4 +1,4 @@
-"""``sluicegate serve | config check | models``."""
+"""``sluicegate serve | config check | models | db | orgs | teams | keys | usage``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from sluicegate import __version__
+from sluicegate.cli.admin import add_admin_commands, run_admin_command
 from sluicegate.config import Config, ConfigError, load_config
 
 __all__ = ["main"]
@@ -33,6 +34,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     models = commands.add_parser("models", help="list the models a config serves")
     models.add_argument("--config")
 
+    db = commands.add_parser("db", help="the database: migrations")
+    db.add_argument("--config", help="YAML config naming database.url (default: embedded)")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply every pending migration")
+    down = db_sub.add_parser("downgrade", help="undo migrations down to a revision")
+    down.add_argument("revision", help="a revision id, or 'base' for an empty database")
+    db_sub.add_parser("current", help="print the applied and the latest revision")
+
+    add_admin_commands(commands)
+
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
@@ -46,10 +57,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "models":
             _print_models(load_config(args.config))
             return 0
+        if args.command == "db":
+            return _db(args)
+        if args.command in ("orgs", "teams", "keys", "usage"):
+            return run_admin_command(args, _data_dir())
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 1
+
+
+def _data_dir() -> str:
+    """Where the master key file is: from $SLUICEGATE_CONFIG, else the default."""
+    return load_config().server.data_dir
+
+
+def _db(args: argparse.Namespace) -> int:
+    from sluicegate.storage.database import Database, database_url
+
+    config = load_config(args.config)
+    database = Database(database_url(config.database.url, config.server.data_dir))
+    try:
+        if args.db_command == "upgrade":
+            database.upgrade()
+        elif args.db_command == "downgrade":
+            database.downgrade(args.revision)
+        current = database.current_revision() or "none"
+        print(f"{database.display_url}: at {current} (latest {database.head_revision()})")
+        return 0
+    finally:
+        database.close()
 
 
 def _summary(config: Config) -> str:

@@ -7,6 +7,7 @@ turns a setting off.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -19,6 +20,7 @@ __all__ = [
     "AnthropicDeployment",
     "AuthConfig",
     "Config",
+    "DatabaseConfig",
     "Deployment",
     "LocalDeployment",
     "ModelConfig",
@@ -164,15 +166,36 @@ class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
-    data_dir: str = "./.sluicegate"
+    data_dir: str = Field(
+        default_factory=lambda: os.environ.get("SLUICEGATE_DATA_DIR", "./.sluicegate"),
+        description="local state: the generated master key and the default SQLite database",
+    )
     access_log: bool = True
     drain_timeout: float = Field(
         30.0, ge=0, description="seconds in-flight calls may finish after SIGTERM"
     )
 
 
+class DatabaseConfig(_Strict):
+    url: str | None = Field(
+        None,
+        description="SQLAlchemy URL: sqlite:///path or postgresql://user@host/db "
+        "(default: SQLite under server.data_dir)",
+    )
+    migrate: bool = Field(True, description="apply pending migrations at start-up")
+    pool_size: int = Field(5, ge=1, le=100)
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("sqlite:", "postgresql:", "postgresql+")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+
 class Config(_Strict):
     server: ServerConfig = ServerConfig()
+    database: DatabaseConfig = DatabaseConfig()
     auth: AuthConfig = AuthConfig()
     governance: GovernanceConfig = GovernanceConfig()
     models: list[ModelConfig] = Field(min_length=1)
@@ -184,6 +207,14 @@ class Config(_Strict):
             if model.name in seen:
                 raise ValueError(f"model name '{model.name}' is declared twice")
             seen.add(model.name)
+        actions = self.governance.budget_actions
+        if actions.reroute_to is not None and actions.reroute_to not in {
+            m.name for m in self.models
+        }:
+            raise ValueError(
+                f"governance.budget_actions.reroute_to names '{actions.reroute_to}', "
+                "which is not a model here"
+            )
         orgs = {org.name for org in self.governance.orgs}
         for key in self.auth.keys:
             if key.org is not None and key.org not in orgs:

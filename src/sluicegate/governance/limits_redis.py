@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from sluicegate.errors import ServiceUnavailable
@@ -96,7 +96,11 @@ class RedisLimitStore:
     """
 
     def __init__(self, url: str, *, prefix: str = "sg:lim:", grace: float = 5.0) -> None:
-        self._redis: Redis = Redis.from_url(url)
+        # A blocking pool: under a burst, callers wait for a connection rather than fail
+        # (redis-py's default pool raises once its connections are all in use).
+        self._redis: Redis = Redis.from_pool(
+            BlockingConnectionPool.from_url(url, max_connections=64, timeout=5.0)
+        )
         self._grace = grace
         self._keys = BucketKeys(prefix)
         self._windows = WindowCache()

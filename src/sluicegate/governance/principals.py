@@ -9,7 +9,7 @@ from sluicegate.config.schema import Config, StaticKey
 from sluicegate.governance.limits import Limit, Unit, Window
 from sluicegate.pipeline.call import Principal
 
-__all__ = ["limits_of", "principal_for"]
+__all__ = ["inflight_of", "limits_of", "principal_for"]
 
 # config field → (limit name, unit, window, multiplier to the counter's unit)
 _FIELDS: dict[str, tuple[Unit, Window, int]] = {
@@ -32,9 +32,16 @@ def limits_of(scope: str, config: LimitsConfig) -> Iterator[Limit]:
             )
 
 
+def inflight_of(scope: str, config: LimitsConfig) -> tuple[tuple[str, int], ...]:
+    return ((scope, config.max_inflight),) if config.max_inflight is not None else ()
+
+
 def principal_for(key: StaticKey, config: Config) -> Principal:
-    limits = list(limits_of(f"key:{key.name}", key.limits))
+    scope = f"key:{key.name}"
+    limits = list(limits_of(scope, key.limits))
+    inflight = inflight_of(scope, key.limits)
     if key.org is not None:
         org = next(o for o in config.governance.orgs if o.name == key.org)
         limits.extend(limits_of(f"org:{org.name}", org.limits))
-    return Principal(name=key.name, org=key.org, limits=tuple(limits))
+        inflight += inflight_of(f"org:{org.name}", org.limits)
+    return Principal(name=key.name, org=key.org, limits=tuple(limits), inflight=inflight)

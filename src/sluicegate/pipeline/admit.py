@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sluicegate.errors import PermissionDenied
+from sluicegate.governance.budget_actions import BudgetWatch
 from sluicegate.governance.cost import cost, gpu_seconds
 from sluicegate.governance.limits import (
     InProcessLimitStore,
@@ -46,21 +47,30 @@ class Admit:
     name = "admit"
 
     def __init__(
-        self, store: LimitStore, catalogue: Catalogue, router: Router, default_max_tokens: int
+        self,
+        store: LimitStore,
+        catalogue: Catalogue,
+        router: Router,
+        default_max_tokens: int,
+        watch: BudgetWatch | None = None,
     ) -> None:
         self.store = store
         self.catalogue = catalogue
         self.router = router
         self.default_max_tokens = default_max_tokens
+        self.watch = watch
         self._settling: set[asyncio.Task[None]] = set()
 
     async def __call__(self, call: Call, call_next: Next) -> Reply:
         limits = call.principal.limits if call.principal is not None else ()
-        if not limits:
-            return await call_next(call)
-        asks = self._asks(call, limits)
-        reservation = await self.store.reserve(asks)
-        call.reply_headers.update(_tightest(reservation))
+        reservation: Reservation | None = None
+        if limits:
+            if self.watch is not None and call.model is not None:
+                self._reroute(call, limits)
+            reservation = await self.store.reserve(self._asks(call, limits))
+            call.reply_headers.update(_tightest(reservation))
+            if self.watch is not None:
+                self.watch.observe(reservation)
         started = time.monotonic()
         try:
             reply = await call_next(call)
@@ -72,6 +82,20 @@ class Admit:
         else:
             reply.on_end.append(lambda ended: self._settle(call, reservation, ended, started))
         return reply
+
+    def _reroute(self, call: Call, limits: Sequence[Limit]) -> None:
+        """Past its budget's reroute share, a caller is sent to the cheaper model."""
+        assert self.watch is not None
+        cheaper = self.watch.reroute_for(limits)
+        if cheaper is None or cheaper == call.model:
+            return
+        group = self.router.groups.get(call.model or "")
+        if group is None or call.endpoint not in self.router.groups[cheaper].endpoints:
+            return
+        call.reply_headers["x-sluicegate-route"] = f"budget-reroute:{call.model}->{cheaper}"
+        call.model = cheaper
+        call.body = {**call.body, "model": cheaper}
+        call.raw = None
 
     def _asks(self, call: Call, limits: Sequence[Limit]) -> list[tuple[Limit, int]]:
         tokens = 0
@@ -115,9 +139,20 @@ class Admit:
         )
 
     def _settle(
-        self, call: Call, reservation: Reservation, reply: Reply | None, started: float
+        self, call: Call, reservation: Reservation | None, reply: Reply | None, started: float
     ) -> None:
-        actual = self._actual(call, reservation, reply, time.monotonic() - started)
+        usage = reply.usage if reply is not None else None
+        spent: int | None = None  # micro-dollars; None: unknown (no usage, or no price)
+        if usage is not None:
+            priced = self._spent(call, usage, time.monotonic() - started)
+            if priced is not None:
+                call.cost_micros, call.gpu_seconds = priced
+                spent = call.cost_micros
+            elif call.target is not None and call.target.self_hosted:
+                spent = 0  # self-hosted and unpriced: counted in tokens, never in dollars
+        if reservation is None:
+            return
+        actual = self._actual(reservation, reply, spent)
         if isinstance(self.store, InProcessLimitStore):
             # Nothing to wait for in-process: settle now rather than pay for a task.
             self.store.settle_now(reservation, actual)
@@ -126,8 +161,9 @@ class Admit:
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
 
+    @staticmethod
     def _actual(
-        self, call: Call, reservation: Reservation, reply: Reply | None, wall: float
+        reservation: Reservation, reply: Reply | None, spent: int | None
     ) -> dict[Limit, int]:
         usage = reply.usage if reply is not None else None
         failed = reply is None or reply.error is not None
@@ -142,13 +178,12 @@ class Admit:
                 continue  # answered without reporting usage: the reservation stands
             elif unit == "tokens":
                 actual[held.limit] = usage.total_tokens
-            else:
-                spent = self._spent(call, usage, wall)
-                if spent is not None:
-                    actual[held.limit] = spent
+            elif spent is not None:
+                actual[held.limit] = spent
         return actual
 
-    def _spent(self, call: Call, usage: Any, wall: float) -> int | None:
+    def _spent(self, call: Call, usage: Any, wall: float) -> tuple[int, float] | None:
+        """Exact cost and GPU-seconds, priced for the model that answered; None if unpriced."""
         target = call.target
         names = [target.upstream_model, target.model] if target is not None else [call.model]
         now = datetime.now(UTC)
@@ -156,9 +191,7 @@ class Admit:
             price = self.catalogue.price_for(name, now) if name else None
             if price is not None:
                 seconds = gpu_seconds(wall, price) if price.gpu_hour_usd is not None else 0.0
-                return cost(usage.detail(), price, seconds).micro_usd
-        if target is not None and target.self_hosted:
-            return 0
+                return cost(usage.detail(), price, seconds).micro_usd, seconds
         return None
 
     async def _write(self, reservation: Reservation, actual: dict[Limit, int]) -> None:

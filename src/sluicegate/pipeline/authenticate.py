@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable
+from typing import Protocol
 
-from sluicegate.errors import AuthenticationFailed
+from sluicegate.errors import AuthenticationFailed, PermissionDenied
 from sluicegate.pipeline.call import Call, Principal, Reply
 from sluicegate.pipeline.stage import Next
+from sluicegate.types import Endpoint
 
-__all__ = ["Authenticate", "KeyRing"]
+__all__ = ["Authenticate", "KeyLookup", "KeyRing"]
 
 
 def _digest(key: str) -> bytes:
@@ -32,7 +34,13 @@ class KeyRing:
             principal = entry[2] if len(entry) == 3 else Principal(name=entry[0])
             self._entries.append((_digest(entry[1]), principal))
 
-    def lookup(self, key: str) -> Principal | None:
+    def lookup(self, key: str) -> Principal:
+        principal = self.find(key)
+        if principal is None:
+            raise AuthenticationFailed("Incorrect API key provided.")
+        return principal
+
+    def find(self, key: str) -> Principal | None:
         digest = _digest(key)
         found: Principal | None = None
         # Compare against every entry, without an early exit, so timing says nothing.
@@ -42,10 +50,16 @@ class KeyRing:
         return found
 
 
+class KeyLookup(Protocol):
+    def lookup(self, key: str) -> Principal:
+        """The key's principal; raises ``AuthenticationFailed`` (or 503 if it cannot tell)."""
+        ...
+
+
 class Authenticate:
     name = "authenticate"
 
-    def __init__(self, keys: KeyRing) -> None:
+    def __init__(self, keys: KeyLookup) -> None:
         self.keys = keys
 
     async def __call__(self, call: Call, call_next: Next) -> Reply:
@@ -54,9 +68,11 @@ class Authenticate:
                 "No API key provided. Send 'Authorization: Bearer <key>' (or 'x-api-key').",
                 code="missing_api_key",
             )
-        principal = self.keys.lookup(call.api_key)
-        if principal is None:
-            raise AuthenticationFailed("Incorrect API key provided.")
-        call.principal = principal
+        call.principal = principal = self.keys.lookup(call.api_key)
+        if call.endpoint is Endpoint.ADMIN and not principal.is_admin:
+            raise PermissionDenied(
+                "The admin API needs the master key or a key whose role is an admin role.",
+                code="admin_only",
+            )
         call.api_key = None  # nothing downstream needs the secret
         return await call_next(call)

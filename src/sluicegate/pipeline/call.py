@@ -22,12 +22,24 @@ __all__ = ["Call", "Parsed", "Principal", "Reply", "Usage"]
 
 @dataclass(slots=True, frozen=True)
 class Principal:
-    """Who is calling: the key's name (never the key itself), and the limits that bind it."""
+    """Who is calling: the key's name and id (never the key itself), its role, and the
+    limits that bind it (its own, its team's and its organisation's)."""
 
     name: str
     is_admin: bool = False
     org: str | None = None
     limits: tuple[Limit, ...] = ()
+    key_id: str | None = None
+    team: str | None = None
+    role: str | None = None
+    #: Model names or fnmatch patterns this key may call; None: every model.
+    models: tuple[str, ...] | None = None
+    #: Kinds of deployment this key may reach: "local" (self-hosted) and/or "cloud".
+    llm_access: frozenset[str] = frozenset({"local", "cloud"})
+    #: The most sensitive data level this key may send (public … restricted).
+    data_access: str = "restricted"
+    #: Caps on calls in progress at once: (scope, cap) for the key, team and org.
+    inflight: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(slots=True)
@@ -139,3 +151,10 @@ class Call:
     target: Target | None = None
     #: Headers every reply to this call carries (deployment served, decisions).
     reply_headers: dict[str, str] = field(default_factory=dict)
+    #: Upstream attempts made (set by the executor): more than one means it failed over.
+    attempts: int = 0
+    #: What the call cost, once settled: integer micro-dollars, and GPU-seconds if priced so.
+    cost_micros: int = 0
+    gpu_seconds: float = 0.0
+    #: For calls no model serves (the admin API): what the terminal stage runs.
+    handler: Callable[[Call], Awaitable[Reply]] | None = None

@@ -7,6 +7,7 @@ import time
 import orjson
 
 from sluicegate.pipeline.call import Call, Reply
+from sluicegate.pipeline.route import may_use
 from sluicegate.routing.executor import Executor
 from sluicegate.routing.router import Router
 from sluicegate.types import Endpoint
@@ -21,13 +22,18 @@ class Invoke:
         self.created = int(time.time())
 
     async def __call__(self, call: Call) -> Reply:
+        if call.handler is not None:
+            return await call.handler(call)
         if call.endpoint is Endpoint.MODELS:
-            return self._catalogue()
+            return self._catalogue(call)
         return await self.executor.run(call)
 
-    def _catalogue(self) -> Reply:
+    def _catalogue(self, call: Call) -> Reply:
+        """The models this caller's role may use."""
+        principal = call.principal
         data = [
             {"id": name, "object": "model", "created": self.created, "owned_by": "sluicegate"}
-            for name in self.router.model_names
+            for name, group in self.router.groups.items()
+            if principal is None or may_use(principal, group)
         ]
         return Reply(body=orjson.dumps({"object": "list", "data": data}))

@@ -1,4 +1,8 @@
-"""Stage: count every call and write one access-log line, streams included."""
+"""Stage: count every call, write one access-log line and one usage event, streams included.
+
+Usage events go to ``UsageLog``'s bounded queue (written to SQL in batches), so
+recording never waits on the database.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,10 @@ import time
 from collections.abc import Callable
 
 from sluicegate.errors import SluicegateError
+from sluicegate.governance.usage_log import UsageEvent, UsageLog
 from sluicegate.observability.access_log import AccessLog
 from sluicegate.observability.counters import Counters
-from sluicegate.pipeline.call import Call, Reply
+from sluicegate.pipeline.call import Call, Reply, Usage
 from sluicegate.pipeline.stage import Next
 
 __all__ = ["Record"]
@@ -17,9 +22,12 @@ __all__ = ["Record"]
 class Record:
     name = "record"
 
-    def __init__(self, counters: Counters, access_log: AccessLog | None) -> None:
+    def __init__(
+        self, counters: Counters, access_log: AccessLog | None, usage: UsageLog | None = None
+    ) -> None:
         self.counters = counters
         self.access_log = access_log
+        self.usage = usage
 
     async def __call__(self, call: Call, call_next: Next) -> Reply:
         self.counters.in_flight += 1
@@ -50,9 +58,11 @@ class Record:
     def _done(self, call: Call, status: int, error: str | None, reply: Reply | None = None) -> None:
         model = call.model or "-"
         self.counters.count(call.endpoint.value, model, status)
+        usage = reply.usage if reply is not None else None
+        if self.usage is not None:
+            self.usage.submit(_event(call, status, error, usage))
         if self.access_log is None:
             return
-        usage = reply.usage if reply is not None else None
         self.access_log.write(
             {
                 "msg": "request",
@@ -70,3 +80,44 @@ class Record:
                 "latency_ms": round((time.perf_counter() - call.started) * 1000, 2),
             }
         )
+
+
+def _outcome(call: Call, status: int, error: str | None) -> str:
+    if error == "client_disconnected":
+        return "cancelled"
+    if error is not None and status < 400:
+        return "failed"  # a stream that broke after its first byte
+    if status >= 500:
+        return "failed"
+    if status >= 400:
+        # Refused by the gateway or by the upstream, for the request itself.
+        return "refused"
+    return "failed_over" if call.attempts > 1 else "ok"
+
+
+def _event(call: Call, status: int, error: str | None, usage: Usage | None) -> UsageEvent:
+    principal = call.principal
+    target = call.target
+    return UsageEvent(
+        ts=time.time(),
+        request_id=call.request_id,
+        endpoint=call.endpoint.value,
+        org=principal.org if principal is not None else None,
+        team=principal.team if principal is not None else None,
+        key_id=(principal.key_id or principal.name) if principal is not None else None,
+        model=call.model,
+        served_model=target.model if target is not None else None,
+        deployment=target.deployment_id if target is not None else None,
+        status=status,
+        outcome=_outcome(call, status, error),
+        error=error,
+        attempts=call.attempts,
+        stream=call.stream,
+        prompt_tokens=usage.prompt_tokens if usage is not None else 0,
+        completion_tokens=usage.completion_tokens if usage is not None else 0,
+        cached_tokens=usage.cached_tokens if usage is not None else 0,
+        reasoning_tokens=usage.reasoning_tokens if usage is not None else 0,
+        cost_micros=call.cost_micros,
+        gpu_seconds=call.gpu_seconds,
+        latency_ms=round((time.perf_counter() - call.started) * 1000, 2),
+    )

@@ -1,16 +1,33 @@
-"""Stage: pick the deployment that serves this call."""
+"""Stage: check that the model exists, serves this endpoint, and that the caller may use it."""
 
 from __future__ import annotations
 
-from sluicegate.pipeline.call import Call, Reply
-from sluicegate.pipeline.stage import Next
-from sluicegate.routing.router import Router
+from fnmatch import fnmatchcase
 
-__all__ = ["Route"]
+from sluicegate.errors import PermissionDenied
+from sluicegate.pipeline.call import Call, Principal, Reply
+from sluicegate.pipeline.stage import Next
+from sluicegate.routing.router import ModelGroup, Router
+
+__all__ = ["Route", "may_use"]
+
+
+def may_use(principal: Principal, group: ModelGroup) -> bool:
+    """The role allows this model by name, and one of its kinds of deployment."""
+    if principal.models is not None and not any(
+        fnmatchcase(group.name, pattern) for pattern in principal.models
+    ):
+        return False
+    access = principal.llm_access
+    if "cloud" in access and "local" in access:
+        return True
+    # A local-only role may use a group only if it never leaves self-hosted machines.
+    kinds = {"local" if target.self_hosted else "cloud" for target in group.targets}
+    return kinds <= access
 
 
 class Route:
-    """Checks that the model exists and serves this endpoint; the executor picks deployments."""
+    """Checks the model and the caller's role; the executor then picks deployments."""
 
     name = "route"
 
@@ -18,6 +35,13 @@ class Route:
         self.router = router
 
     async def __call__(self, call: Call, call_next: Next) -> Reply:
+        principal = call.principal
         if call.model is not None:
-            self.router.resolve(call.model, call.endpoint)
+            group = self.router.resolve(call.model, call.endpoint)
+            if principal is not None and not may_use(principal, group):
+                raise PermissionDenied(
+                    f"Role '{principal.role}' may not use model '{call.model}'.",
+                    param="model",
+                    code="model_not_allowed",
+                )
         return await call_next(call)

@@ -94,6 +94,7 @@ class Executor:
                     break
                 call.target = target
                 tried += 1
+                call.attempts = tried
                 try:
                     reply = await self._attempt(call, group, target, "")
                 except SluicegateError as exc:

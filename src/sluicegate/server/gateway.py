@@ -14,14 +14,20 @@ from starlette.requests import Request
 
 from sluicegate.config.loader import ConfigError
 from sluicegate.config.schema import Config
+from sluicegate.governance.admin import Admin
+from sluicegate.governance.budget_actions import BudgetWatch, RedisDedupe
+from sluicegate.governance.concurrency import build_inflight_store
+from sluicegate.governance.directory import Directory
 from sluicegate.governance.limits import build_limit_store
 from sluicegate.governance.pricing import CatalogueError, load_catalogue
 from sluicegate.governance.principals import principal_for
+from sluicegate.governance.usage_log import UsageLog
 from sluicegate.observability.access_log import AccessLog
 from sluicegate.observability.counters import Counters
 from sluicegate.pipeline.admit import Admit
 from sluicegate.pipeline.authenticate import Authenticate, KeyRing
 from sluicegate.pipeline.drain import Drain, DrainGate
+from sluicegate.pipeline.guard import Concurrency, build_client_guard
 from sluicegate.pipeline.invoke import Invoke
 from sluicegate.pipeline.parse import Parse
 from sluicegate.pipeline.record import Record
@@ -29,6 +35,7 @@ from sluicegate.pipeline.route import Route
 from sluicegate.pipeline.stage import Pipeline
 from sluicegate.routing.health import HealthMonitor
 from sluicegate.routing.router import Router
+from sluicegate.storage.database import Database, database_url
 
 __all__ = ["Gateway", "MasterKey", "gateway", "resolve_master_key"]
 
@@ -79,21 +86,46 @@ class Gateway:
             ),
         )
         governance = config.governance
+        self.database = Database(
+            database_url(config.database.url, config.server.data_dir),
+            pool_size=config.database.pool_size,
+        )
+        shared = governance.state if governance.state != "memory" else None
+        self.directory = Directory(
+            keys,
+            self.database,
+            refresh_interval=governance.refresh_interval,
+            redis_url=shared,
+            prepare=self.database.upgrade if config.database.migrate else None,
+        )
+        self.admin = Admin(reserved_orgs=[org.name for org in governance.orgs])
+        self.usage_log = UsageLog(self.database, capacity=governance.usage_queue)
         try:
             catalogue = load_catalogue(governance.pricing.catalogue, governance.pricing.models)
         except CatalogueError as exc:
             raise ConfigError(str(exc)) from exc
+        self.budget_watch = BudgetWatch(
+            governance.budget_actions,
+            dedupe=RedisDedupe(shared) if shared is not None else None,
+        )
         self.admit = Admit(
             build_limit_store(governance.state),
             catalogue,
             self.router,
             governance.default_max_tokens,
+            self.budget_watch,
         )
+        # One in-flight store for both stages: per client IP, and per key, team and org.
+        self.inflight = build_inflight_store(governance.state)
+        self.client_guard = build_client_guard(governance, self.inflight)
+        self.trust_forwarded_for = governance.ip_limits.trust_forwarded_for
         self.pipeline = Pipeline(
             stages=[
-                Record(self.counters, self.access_log),
+                Record(self.counters, self.access_log, self.usage_log),
                 DrainGate(self.drain),
-                Authenticate(keys),
+                *([self.client_guard] if self.client_guard is not None else []),
+                Authenticate(self.directory),
+                Concurrency(self.inflight),
                 Parse(),
                 Route(self.router),
                 self.admit,
@@ -104,6 +136,10 @@ class Gateway:
         self._ready_cache: tuple[float, dict[str, dict[str, bool]]] | None = None
 
     async def start(self) -> None:
+        # Config keys work even if the database is down; database keys get 503 until
+        # it can be read (and migrated, on a first start), retried in the background.
+        await self.directory.start()
+        await self.usage_log.start()
         await asyncio.gather(*(target.provider.start() for target in self.router.targets()))
         # Providers first: one not yet started would look unhealthy and leave rotation.
         await self.health.start()
@@ -118,6 +154,13 @@ class Gateway:
             *(target.provider.close() for target in self.router.targets()), return_exceptions=True
         )
         await self.admit.close()
+        await self.budget_watch.close()
+        if self.client_guard is not None:
+            await self.client_guard.close()
+        await self.inflight.close()
+        await self.directory.close()
+        await self.usage_log.close()
+        self.database.close()
         if self.access_log is not None:
             self.access_log.flush()
 

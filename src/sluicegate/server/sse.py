@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from sluicegate.errors import SluicegateError
 from sluicegate.pipeline.call import Call, Reply
@@ -24,12 +26,31 @@ def render(reply: Reply, call: Call) -> Response:
         return Response(
             reply.body, status_code=reply.status, headers=headers, media_type="application/json"
         )
-    return StreamingResponse(
+    return _Relayed(
+        reply,
         relay(reply, call.request_id),
         status_code=reply.status,
         headers=_STREAM_HEADERS | headers,
         media_type="text/event-stream",
     )
+
+
+class _Relayed(StreamingResponse):
+    """Ends the reply even when the body is never iterated: a client that left before the
+    response started would otherwise leave its stream open and its accounting unsettled."""
+
+    def __init__(self, reply: Reply, content: AsyncIterator[bytes], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.reply = reply
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if not self.reply.finished:
+                assert self.reply.stream is not None
+                await aclose(self.reply.stream)
+                self.reply.end("client_disconnected")
 
 
 async def relay(reply: Reply, request_id: str) -> AsyncIterator[bytes]:

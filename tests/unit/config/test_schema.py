@@ -29,7 +29,8 @@ def errors(raw: dict[str, Any]) -> list[tuple[tuple[int | str, ...], str]]:
     return [(e["loc"], e["type"]) for e in caught.value.errors()]
 
 
-def test_server_and_auth_defaults() -> None:
+def test_server_and_auth_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SLUICEGATE_DATA_DIR", raising=False)
     cfg = config({"provider": "openai", "base_url": "http://h/v1"})
     assert cfg.server == ServerConfig(
         host="127.0.0.1",

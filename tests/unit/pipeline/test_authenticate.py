@@ -32,7 +32,7 @@ def test_static_keys_are_named() -> None:
 
 @pytest.mark.parametrize("key", ["", "sk-wrong", MASTER + " ", MASTER[:-1], APP.upper()])
 def test_unknown_keys(key: str) -> None:
-    assert ring().lookup(key) is None
+    assert ring().find(key) is None
 
 
 def test_plain_keys_are_not_kept() -> None:
@@ -44,7 +44,7 @@ def test_plain_keys_are_not_kept() -> None:
 def test_master_only_ring() -> None:
     keys = KeyRing(MASTER)
     assert keys.lookup(MASTER) is not None
-    assert keys.lookup(APP) is None
+    assert keys.find(APP) is None
 
 
 def new_call(api_key: str | None) -> Call:

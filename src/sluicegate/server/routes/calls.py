@@ -23,19 +23,22 @@ def new_call(
     parser: Callable[[JSONObject], Parsed] | None = None,
 ) -> Call:
     """A call whose body (if ``parser`` is given) is read and checked inside the pipeline."""
+    gw = gateway(request)
     client = request.client
-    reader = (
-        partial(read_limited, request, gateway(request).max_body_bytes)
-        if parser is not None
-        else None
-    )
+    host = client.host if client else None
+    if gw.trust_forwarded_for:
+        forwarded = request.headers.get("x-forwarded-for")
+        if forwarded:
+            # The proxy we trust appends the address it saw: the last entry is the client.
+            host = forwarded.rsplit(",", 1)[-1].strip() or host
+    reader = partial(read_limited, request, gw.max_body_bytes) if parser is not None else None
     return Call(
         request_id=request.scope["state"]["request_id"],
         endpoint=endpoint,
         read_body=reader,
         parser=parser,
         api_key=api_key(request),
-        client=client.host if client else None,
+        client=host,
         priority=1 if request.headers.get("x-sluicegate-priority") == "batch" else 0,
     )
 

@@ -1,0 +1,1 @@
+"""Shared state behind small interfaces: the SQL database and its migrations."""
