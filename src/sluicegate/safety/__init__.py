@@ -1,0 +1,1 @@
+"""Data protection: PII, sensitivity levels, guardrails (checks returning verdicts)."""
