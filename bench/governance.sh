@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Gateway CPU per request with and without governance (limits on the caller's key).
+# Three keys: the master key, a key from the config file, and a key issued by the
+# admin API (from the database snapshot), the last two with the same four limits.
 #
 #   bash bench/governance.sh [memory|redis://127.0.0.1:6379/5] [seconds]
 #
@@ -36,9 +38,15 @@ SLUICEGATE_MASTER_KEY=sk-bench-master-key-000 taskset -c 0 .venv/bin/sluicegate 
   --config "$WORK/gw.yaml" >/dev/null 2>&1 &
 GW=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$GW_PORT/health" >/dev/null && break; sleep 0.1; done
+ADMIN=(-H "Authorization: Bearer sk-bench-master-key-000" -H "content-type: application/json")
+curl -sf "${ADMIN[@]}" "http://127.0.0.1:$GW_PORT/admin/orgs" \
+  -d '{"name": "dbco", "limits": {"rpm": 100000000}}' >/dev/null
+DB_KEY=$(curl -sf "${ADMIN[@]}" "http://127.0.0.1:$GW_PORT/admin/keys" \
+  -d '{"name": "db-app", "org": "dbco", "limits": {"rpm": 100000000, "tpm": 1000000000000, "budget_usd_day": 100000000}}' \
+  | .venv/bin/python -c 'import json, sys; print(json.load(sys.stdin)["key"])')
 echo "| state | key | requests | gateway CPU µs/request |"
 echo "|---|---|---|---|"
-for KEY in sk-bench-master-key-000 sk-bench-app-key-0000000; do
+for KEY in sk-bench-master-key-000 sk-bench-app-key-0000000 "$DB_KEY"; do
   cat > "$WORK/chat.lua" <<LUA
 wrk.method = "POST"
 wrk.body = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello, how are you today? Tell me about sluice gates."}],"max_tokens":64}'
@@ -52,6 +60,10 @@ LUA
   N=$(echo "$OUT" | awk '/requests in/ {print $1}')
   if echo "$OUT" | grep -q "Non-2xx"; then echo "error: refusals during the run" >&2; exit 1; fi
   TICK=$(getconf CLK_TCK)
-  LABEL=$([ "$KEY" = sk-bench-master-key-000 ] && echo "master (no limits)" || echo "app (4 limits)")
+  case "$KEY" in
+    sk-bench-master-key-000) LABEL="master (no limits)" ;;
+    sk-bench-app-key-0000000) LABEL="config key (4 limits)" ;;
+    *) LABEL="database key (4 limits)" ;;
+  esac
   echo "| $STATE | $LABEL | $N | $(( (T1 - T0) * 1000000 / TICK / N )) |"
 done

@@ -110,6 +110,7 @@ class UsageLog:
         self.write_failures = 0
         self.backpressure = 0
         self._pending: deque[UsageEvent] = deque()
+        self._sql: tuple[str, tuple[str, ...] | None] | None = None
         # Submits that find at least this many events queued count as back-pressure.
         self._high_water = max(1, (capacity * 4 + 4) // 5)
         self._wake = asyncio.Event()
@@ -217,13 +218,31 @@ class UsageLog:
             self._recovered()
         return True
 
+    def _statement(self) -> tuple[str, tuple[str, ...] | None]:
+        """The INSERT as the driver's own SQL, and its parameter order if positional.
+
+        Sent with ``exec_driver_sql``: executemany straight through the driver costs
+        less than half the CPU per row of a Core ``insert`` (its bind processing is
+        per row), and this runs for every call the gateway serves.
+        """
+        if self._sql is None:
+            compiled = insert(usage_events).compile(
+                dialect=self.database.engine.dialect, column_keys=list(_FIELDS)
+            )
+            order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
+            self._sql = (str(compiled), order)
+        return self._sql
+
     def _write(self, batch: list[UsageEvent]) -> tuple[int, int]:
         """On a database thread: insert ``batch``; (rows written, rows refused)."""
-        rows = [_row(event) for event in batch]
-        statement = insert(usage_events)
+        sql, order = self._statement()
+        dicts = [_row(event) for event in batch]
+        rows: list[Any] = (
+            [tuple(row[name] for name in order) for row in dicts] if order is not None else dicts
+        )
         try:
             with self.database.begin() as connection:
-                connection.execute(statement, rows)
+                connection.exec_driver_sql(sql, rows)
             return len(rows), 0
         except (DataError, IntegrityError):
             pass
@@ -232,7 +251,7 @@ class UsageLog:
         for row in rows:
             try:
                 with self.database.begin() as connection:
-                    connection.execute(statement, row)
+                    connection.exec_driver_sql(sql, row)
                 written += 1
             except (DataError, IntegrityError) as exc:
                 first_error = first_error or exc
