@@ -14,6 +14,8 @@ from sluicegate.config.schema import Config
 from sluicegate.pipeline.admit import Admit
 from sluicegate.pipeline.authenticate import Authenticate
 from sluicegate.pipeline.drain import DrainGate
+from sluicegate.pipeline.guard import Concurrency
+from sluicegate.pipeline.inspect import Inspect
 from sluicegate.pipeline.parse import Parse
 from sluicegate.pipeline.record import Record
 from sluicegate.pipeline.route import Route as RouteStage
@@ -127,11 +129,22 @@ def test_stages_in_documented_order(upstream_url: str) -> None:
         "record",
         "drain",
         "authenticate",
+        "concurrency",
         "parse",
         "route",
         "admit",
+        "inspect",
     ]
-    assert [type(s) for s in stages] == [Record, DrainGate, Authenticate, Parse, RouteStage, Admit]
+    assert [type(s) for s in stages] == [
+        Record,
+        DrainGate,
+        Authenticate,
+        Concurrency,
+        Parse,
+        RouteStage,
+        Admit,
+        Inspect,
+    ]
 
 
 def test_record_sees_refusals_and_finished_streams(upstream_url: str) -> None:

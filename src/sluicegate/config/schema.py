@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from sluicegate.config.governance import GovernanceConfig, LimitsConfig
 from sluicegate.config.routing import BreakerConfig, HealthConfig, RoutingConfig
+from sluicegate.config.safety import SafetyConfig
 
 __all__ = [
     "AnthropicDeployment",
@@ -198,6 +199,7 @@ class Config(_Strict):
     database: DatabaseConfig = DatabaseConfig()
     auth: AuthConfig = AuthConfig()
     governance: GovernanceConfig = GovernanceConfig()
+    safety: SafetyConfig = SafetyConfig()
     models: list[ModelConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -151,6 +151,14 @@ class Call:
     target: Target | None = None
     #: Headers every reply to this call carries (deployment served, decisions).
     reply_headers: dict[str, str] = field(default_factory=dict)
+    #: The data level the caller declared in its request header, unchecked.
+    declared_level: str | None = None
+    #: How sensitive the request's data is (public, internal, confidential, restricted).
+    data_level: str = "internal"
+    #: Only self-hosted deployments may serve this call, on every attempt and fallback.
+    self_hosted_only: bool = False
+    #: What the inspection stages decided, for headers and the audit log.
+    decisions: dict[str, str] = field(default_factory=dict)
     #: Upstream attempts made (set by the executor): more than one means it failed over.
     attempts: int = 0
     #: What the call cost, once settled: integer micro-dollars, and GPU-seconds if priced so.

@@ -21,9 +21,10 @@ def may_use(principal: Principal, group: ModelGroup) -> bool:
     access = principal.llm_access
     if "cloud" in access and "local" in access:
         return True
-    # A local-only role may use a group only if it never leaves self-hosted machines.
+    # A local-only role reaches a mixed group's self-hosted deployments only (Route
+    # marks the call so); a group with none is not for it.
     kinds = {"local" if target.self_hosted else "cloud" for target in group.targets}
-    return kinds <= access
+    return bool(kinds & access)
 
 
 class Route:
@@ -38,10 +39,14 @@ class Route:
         principal = call.principal
         if call.model is not None:
             group = self.router.resolve(call.model, call.endpoint)
-            if principal is not None and not may_use(principal, group):
-                raise PermissionDenied(
-                    f"Role '{principal.role}' may not use model '{call.model}'.",
-                    param="model",
-                    code="model_not_allowed",
-                )
+            if principal is not None:
+                if not may_use(principal, group):
+                    raise PermissionDenied(
+                        f"Role '{principal.role}' may not use model '{call.model}'.",
+                        param="model",
+                        code="model_not_allowed",
+                    )
+                if "cloud" not in principal.llm_access:
+                    call.self_hosted_only = True
+                    call.decisions["route"] = "self-hosted-only:role"
         return await call_next(call)

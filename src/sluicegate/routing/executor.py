@@ -146,15 +146,17 @@ class Executor:
         woken = False
         while True:
             now = self._time()
+            local_only = call.self_hosted_only
             candidates = [
                 t
                 for t in group.targets
                 if t.deployment_id not in shunned
                 and t.state.available()
                 and resting.get(t.deployment_id, 0.0) <= now
+                and (t.self_hosted or not local_only)
             ]
             if not candidates:
-                raise _none_available(group, shunned)
+                raise _none_available(group, shunned, call)
             free = [t for t in candidates if t.state.has_capacity()]
             # Newcomers do not overtake callers already waiting for a slot.
             if free and (woken or not len(group.queue)):
@@ -401,11 +403,13 @@ def _substantive(events: bytes) -> bool:
     return False
 
 
-def _none_available(group: ModelGroup, shunned: set[str]) -> ServiceUnavailable:
+def _none_available(group: ModelGroup, shunned: set[str], call: Call) -> ServiceUnavailable:
     reasons = []
     wait = 0.0
     for t in group.targets:
-        if t.deployment_id in shunned:
+        if call.self_hosted_only and not t.self_hosted:
+            reasons.append(f"{t.deployment_id} is not self-hosted")
+        elif t.deployment_id in shunned:
             reasons.append(f"{t.deployment_id} failed this call")
         elif not t.state.healthy:
             reasons.append(f"{t.deployment_id} unhealthy")
@@ -413,10 +417,22 @@ def _none_available(group: ModelGroup, shunned: set[str]) -> ServiceUnavailable:
             retry_in = t.state.breaker.retry_in()
             wait = min(wait, retry_in) if wait else retry_in
             reasons.append(f"{t.deployment_id} breaker open (retry in {retry_in:.0f}s)")
-    exc = ServiceUnavailable(
-        f"No deployment of '{group.name}' can take the call: {', '.join(reasons)}.",
-        code="no_healthy_deployment",
-    )
+    if call.self_hosted_only and not any(
+        t.self_hosted and t.deployment_id not in shunned and t.state.available()
+        for t in group.targets
+    ):
+        # Refuse rather than leak: this call's data may only reach self-hosted machines.
+        exc = ServiceUnavailable(
+            f"This call may only reach self-hosted deployments (data level "
+            f"'{call.data_level}'), and none of '{group.name}' can take it: "
+            f"{', '.join(reasons)}.",
+            code="no_self_hosted_deployment",
+        )
+    else:
+        exc = ServiceUnavailable(
+            f"No deployment of '{group.name}' can take the call: {', '.join(reasons)}.",
+            code="no_healthy_deployment",
+        )
     if wait:
         exc.headers["retry-after"] = str(max(1, int(wait + 0.999)))
     return exc

@@ -28,6 +28,7 @@ from sluicegate.pipeline.admit import Admit
 from sluicegate.pipeline.authenticate import Authenticate, KeyRing
 from sluicegate.pipeline.drain import Drain, DrainGate
 from sluicegate.pipeline.guard import Concurrency, build_client_guard
+from sluicegate.pipeline.inspect import Inspect
 from sluicegate.pipeline.invoke import Invoke
 from sluicegate.pipeline.parse import Parse
 from sluicegate.pipeline.record import Record
@@ -119,6 +120,7 @@ class Gateway:
         self.inflight = build_inflight_store(governance.state)
         self.client_guard = build_client_guard(governance, self.inflight)
         self.trust_forwarded_for = governance.ip_limits.trust_forwarded_for
+        self.level_header = config.safety.sensitivity.header
         self.pipeline = Pipeline(
             stages=[
                 Record(self.counters, self.access_log, self.usage_log),
@@ -129,6 +131,7 @@ class Gateway:
                 Parse(),
                 Route(self.router),
                 self.admit,
+                Inspect(config.safety),
             ],
             terminal=Invoke(self.router),
         )

@@ -40,6 +40,7 @@ def new_call(
         api_key=api_key(request),
         client=host,
         priority=1 if request.headers.get("x-sluicegate-priority") == "batch" else 0,
+        declared_level=request.headers.get(gw.level_header),
     )
 
 

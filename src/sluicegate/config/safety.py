@@ -1,0 +1,96 @@
+"""Config for data protection: sensitivity levels, PII handling and guardrails."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "DataLevel",
+    "GuardrailsConfig",
+    "OrgSafetyConfig",
+    "PiiConfig",
+    "SafetyConfig",
+    "SensitivityConfig",
+    "SensitivityRule",
+]
+
+DataLevel = Literal["public", "internal", "confidential", "restricted"]
+PiiMode = Literal["off", "detect", "redact", "mask", "block"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SensitivityRule(_Strict):
+    """Text that matches makes a request at least ``level``."""
+
+    name: str = Field(min_length=1, max_length=100)
+    level: DataLevel
+    pattern: str | None = Field(None, description="a regular expression (case-insensitive)")
+    terms: list[str] = Field([], description="words or phrases, matched as whole words")
+
+    @model_validator(mode="after")
+    def _something_to_match(self) -> SensitivityRule:
+        if not self.pattern and not self.terms:
+            raise ValueError("give a pattern or terms")
+        if self.pattern:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regular expression: {exc}") from exc
+        return self
+
+
+class SensitivityConfig(_Strict):
+    header: str = Field(
+        "x-sluicegate-data-level", description="request header where callers declare a level"
+    )
+    default_level: DataLevel = "internal"
+    pii_level: DataLevel | None = Field(
+        "confidential", description="the level a request has when PII is found in it"
+    )
+    self_hosted_from: DataLevel = Field(
+        "confidential", description="from this level up, only self-hosted deployments serve"
+    )
+    rules: list[SensitivityRule] = []
+
+    @field_validator("header")
+    @classmethod
+    def _lowercase(cls, value: str) -> str:
+        return value.lower()
+
+
+class PiiConfig(_Strict):
+    mode: PiiMode = Field(
+        "off",
+        description="off; detect (log, count, raise the level); redact (typed placeholders); "
+        "mask (placeholders restored in the answer); block (400)",
+    )
+    outputs: bool = Field(False, description="also redact PII in answers (redact and mask modes)")
+    entities: list[str] | None = Field(None, description="entity types to act on (default: all)")
+
+
+class GuardrailsConfig(_Strict):
+    injection: bool = Field(False, description="block prompt injection and jailbreaks")
+    on_unknown: Literal["block", "allow"] = Field(
+        "block", description="what a check that errs or times out means (fail closed)"
+    )
+
+
+class OrgSafetyConfig(_Strict):
+    """One organisation's own settings, over the defaults."""
+
+    default_level: DataLevel | None = None
+    pii: PiiConfig | None = None
+    rules: list[SensitivityRule] = Field([], description="added to the global rules")
+
+
+class SafetyConfig(_Strict):
+    sensitivity: SensitivityConfig = SensitivityConfig()
+    pii: PiiConfig = PiiConfig()
+    guardrails: GuardrailsConfig = GuardrailsConfig()
+    orgs: dict[str, OrgSafetyConfig] = {}

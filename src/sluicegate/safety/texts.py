@@ -1,0 +1,35 @@
+"""The texts of a request that the checks read: message contents, prompts, inputs."""
+
+from __future__ import annotations
+
+from sluicegate.types import Endpoint, JSONObject
+
+__all__ = ["request_texts"]
+
+
+def _text_of(content: object) -> list[str]:
+    if isinstance(content, str):
+        return [content]
+    if isinstance(content, list):
+        return [
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        ]
+    return []
+
+
+def request_texts(endpoint: Endpoint, body: JSONObject) -> list[str]:
+    """Every text a model would read, in order (token-id inputs have none)."""
+    if endpoint is Endpoint.CHAT:
+        texts: list[str] = []
+        for message in body.get("messages") or ():
+            if isinstance(message, dict):
+                texts += _text_of(message.get("content"))
+        return texts
+    source = body.get("prompt") if endpoint is Endpoint.COMPLETIONS else body.get("input")
+    if isinstance(source, str):
+        return [source]
+    if isinstance(source, list):
+        return [item for item in source if isinstance(item, str)]
+    return []
