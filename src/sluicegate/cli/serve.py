@@ -22,10 +22,19 @@ def serve(
 ) -> int:
     config = load_config(config_path)
     if workers != 1:
-        # Counters and local models live in this process; several workers would split them.
+        # Limits, key snapshots and local models live in each process; workers in one
+        # process tree would split in-process counters N ways.
+        if config.governance.state == "memory":
+            reason = (
+                "with governance.state: memory every worker would count limits on its own, "
+                "so N workers would allow N times each limit. Set governance.state to a "
+                "redis:// URL (and database.url to PostgreSQL) and "
+            )
+        else:
+            reason = "shared state is set, so "
         print(
-            "error: --workers > 1 needs shared state, which this version does not have yet; "
-            "run several gateways behind a load balancer instead.",
+            f"error: --workers {workers} is refused: {reason}run one `sluicegate serve` per "
+            "CPU (or per container) behind a load balancer instead.",
             file=sys.stderr,
         )
         return 2
