@@ -44,6 +44,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     add_admin_commands(commands)
 
+    audit = commands.add_parser("audit", help="the audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser(
+        "verify", add_help=False, help="check the hash chain and signatures (--help for more)"
+    )
+    verify.add_argument("rest", nargs=argparse.REMAINDER)
+
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
@@ -59,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "db":
             return _db(args)
+        if args.command == "audit":
+            from sluicegate.audit.verify import main as verify_main
+
+            return verify_main(args.rest)
         if args.command in ("orgs", "teams", "keys", "usage"):
             return run_admin_command(args, _data_dir())
     except ConfigError as exc:

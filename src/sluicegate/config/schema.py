@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from sluicegate.config.audit import AuditConfig
 from sluicegate.config.governance import GovernanceConfig, LimitsConfig
 from sluicegate.config.routing import BreakerConfig, HealthConfig, RoutingConfig
 from sluicegate.config.safety import SafetyConfig
@@ -200,6 +201,7 @@ class Config(_Strict):
     auth: AuthConfig = AuthConfig()
     governance: GovernanceConfig = GovernanceConfig()
     safety: SafetyConfig = SafetyConfig()
+    audit: AuditConfig = AuditConfig()
     models: list[ModelConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from sluicegate.audit.writer import AuditLog
 from sluicegate.errors import ServiceUnavailable
 from sluicegate.pipeline.call import Call, Reply
 from sluicegate.pipeline.stage import Next
@@ -52,13 +53,24 @@ class Drain:
 
 
 class DrainGate:
+    """Refuses new calls while shutting down — and, when the audit log must not drop
+    entries (``audit.on_full: refuse``), while it cannot take more."""
+
     name = "drain"
 
-    def __init__(self, drain: Drain) -> None:
+    def __init__(self, drain: Drain, audit: AuditLog | None = None) -> None:
         self.drain = drain
+        self.audit = audit if audit is not None and audit.on_full == "refuse" else None
 
     async def __call__(self, call: Call, call_next: Next) -> Reply:
         drain = self.drain
+        if self.audit is not None and not self.audit.accepting:
+            raise ServiceUnavailable(
+                "The audit log cannot record more calls right now, and this gateway does "
+                "not serve calls it cannot audit; retry shortly.",
+                code="audit_unavailable",
+                headers={"retry-after": "1"},
+            )
         if drain.draining:
             raise ServiceUnavailable(
                 "The gateway is shutting down and takes no new requests; retry, and a "

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
+from sluicegate.audit.writer import AuditLog
 from sluicegate.errors import SluicegateError
 from sluicegate.governance.usage_log import UsageEvent, UsageLog
 from sluicegate.observability.access_log import AccessLog
 from sluicegate.observability.counters import Counters
 from sluicegate.pipeline.call import Call, Reply, Usage
 from sluicegate.pipeline.stage import Next
+from sluicegate.types import Endpoint
 
 __all__ = ["Record"]
 
@@ -23,11 +26,16 @@ class Record:
     name = "record"
 
     def __init__(
-        self, counters: Counters, access_log: AccessLog | None, usage: UsageLog | None = None
+        self,
+        counters: Counters,
+        access_log: AccessLog | None,
+        usage: UsageLog | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.counters = counters
         self.access_log = access_log
         self.usage = usage
+        self.audit = audit
 
     async def __call__(self, call: Call, call_next: Next) -> Reply:
         self.counters.in_flight += 1
@@ -61,6 +69,9 @@ class Record:
         usage = reply.usage if reply is not None else None
         if self.usage is not None:
             self.usage.submit(_event(call, status, error, usage))
+        if self.audit is not None and call.endpoint is not Endpoint.ADMIN:
+            # Admin actions are audited by the admin API itself, with what they changed.
+            self.audit.submit(_audit_entry(call, status, error, usage))
         if self.access_log is None:
             return
         self.access_log.write(
@@ -121,3 +132,24 @@ def _event(call: Call, status: int, error: str | None, usage: Usage | None) -> U
         gpu_seconds=call.gpu_seconds,
         latency_ms=round((time.perf_counter() - call.started) * 1000, 2),
     )
+
+
+def _audit_entry(call: Call, status: int, error: str | None, usage: Usage | None) -> dict[str, Any]:
+    principal = call.principal
+    target = call.target
+    return {
+        "kind": "request",
+        "request_id": call.request_id,
+        "org": principal.org if principal is not None else None,
+        "key_id": (principal.key_id or principal.name) if principal is not None else None,
+        "route": call.endpoint.value,
+        "model": call.model,
+        "served_model": target.model if target is not None else None,
+        "deployment": target.deployment_id if target is not None else None,
+        "data_level": call.data_level,
+        "decisions": dict(call.decisions),
+        "prompt_tokens": usage.prompt_tokens if usage is not None else 0,
+        "completion_tokens": usage.completion_tokens if usage is not None else 0,
+        "status": status,
+        "error": error,
+    }

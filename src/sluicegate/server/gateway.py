@@ -7,11 +7,14 @@ import gc
 import logging
 import os
 import secrets
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.requests import Request
 
+from sluicegate.audit.store import AuditError, Rotation
+from sluicegate.audit.writer import AuditLog
 from sluicegate.config.loader import ConfigError
 from sluicegate.config.schema import Config
 from sluicegate.governance.admin import Admin
@@ -43,6 +46,7 @@ __all__ = ["Gateway", "MasterKey", "gateway", "resolve_master_key"]
 log = logging.getLogger("sluicegate")
 
 MASTER_KEY_ENV = "SLUICEGATE_MASTER_KEY"
+AUDIT_KEY_ENV = "SLUICEGATE_AUDIT_KEY"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +105,7 @@ class Gateway:
         )
         self.admin = Admin(reserved_orgs=[org.name for org in governance.orgs])
         self.usage_log = UsageLog(self.database, capacity=governance.usage_queue)
+        self.audit = build_audit_log(config)
         try:
             catalogue = load_catalogue(governance.pricing.catalogue, governance.pricing.models)
         except CatalogueError as exc:
@@ -123,8 +128,8 @@ class Gateway:
         self.level_header = config.safety.sensitivity.header
         self.pipeline = Pipeline(
             stages=[
-                Record(self.counters, self.access_log, self.usage_log),
-                DrainGate(self.drain),
+                Record(self.counters, self.access_log, self.usage_log, self.audit),
+                DrainGate(self.drain, self.audit),
                 *([self.client_guard] if self.client_guard is not None else []),
                 Authenticate(self.directory),
                 Concurrency(self.inflight),
@@ -141,6 +146,11 @@ class Gateway:
     async def start(self) -> None:
         # Config keys work even if the database is down; database keys get 503 until
         # it can be read (and migrated, on a first start), retried in the background.
+        if self.audit is not None:
+            try:
+                await self.audit.start()
+            except AuditError as exc:
+                raise ConfigError(f"audit log: {exc}") from exc
         await self.directory.start()
         await self.usage_log.start()
         await asyncio.gather(*(target.provider.start() for target in self.router.targets()))
@@ -163,6 +173,8 @@ class Gateway:
         await self.inflight.close()
         await self.directory.close()
         await self.usage_log.close()
+        if self.audit is not None:
+            await self.audit.close()
         self.database.close()
         if self.access_log is not None:
             self.access_log.flush()
@@ -197,6 +209,35 @@ class Gateway:
 
     def breakers(self) -> dict[str, str]:
         return {t.deployment_id: t.state.breaker.state for t in self.router.targets()}
+
+
+def build_audit_log(config: Config) -> AuditLog | None:
+    """The audit log the config asks for, or None; its key from config or the environment."""
+    audit = config.audit
+    if not audit.enabled:
+        return None
+    key = audit.signing_key.get_secret_value() if audit.signing_key is not None else None
+    key = key or os.environ.get(AUDIT_KEY_ENV)
+    if not key or len(key) < 16:
+        raise ConfigError(
+            "audit.enabled needs a signing key of at least 16 characters: set "
+            f"audit.signing_key (e.g. ${{{AUDIT_KEY_ENV}}}) or ${AUDIT_KEY_ENV}"
+        )
+    return AuditLog(
+        audit.directory or str(Path(config.server.data_dir) / "audit"),
+        signing_key=key.encode("utf-8"),
+        replica=audit.replica or socket.gethostname(),
+        capacity=audit.capacity,
+        checkpoint_every=audit.checkpoint_every,
+        checkpoint_seconds=audit.checkpoint_seconds,
+        on_full=audit.on_full,
+        record_prompts=audit.record_prompts,
+        rotation=Rotation(
+            max_bytes=audit.max_file_mb * 1024 * 1024,
+            hot_days=audit.hot_days,
+            archive_days=audit.archive_days,
+        ),
+    )
 
 
 def gateway(request: Request) -> Gateway:

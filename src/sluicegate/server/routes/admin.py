@@ -223,6 +223,20 @@ def _in_transaction(gw: Gateway, op: AdminOp, params: Params, body: Any) -> dict
         return op.run(gw.admin, connection, params, body)
 
 
+def _admin_entry(call: Call, op: AdminOp, params: Params, result: dict[str, Any]) -> dict[str, Any]:
+    """What an admin change did, for the audit log: never a key or its secret."""
+    actor = call.principal
+    return {
+        "kind": "admin",
+        "action": f"{op.method} {op.path}",
+        "target": result.get("id") or result.get("name") or dict(params),
+        "request_id": call.request_id,
+        "org": result.get("org") if isinstance(result.get("org"), str) else params.get("org"),
+        "key_id": (actor.key_id or actor.name) if actor is not None else None,
+        "status": op.status,
+    }
+
+
 def _endpoint(op: AdminOp) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
         gw = gateway(request)
@@ -241,6 +255,8 @@ def _endpoint(op: AdminOp) -> Callable[[Request], Any]:
                 ) from exc
             if op.writes:
                 await gw.directory.changed()
+                if gw.audit is not None:
+                    gw.audit.submit(_admin_entry(call, op, params, result))
             return Reply(status=op.status, body=orjson.dumps(result))
 
         call.handler = handle
