@@ -110,3 +110,19 @@ def test_every_governance_setting_is_documented() -> None:
         ],
     )
     assert not missing, f"not in docs/governance.md: {missing}"
+
+
+def test_every_data_protection_setting_is_documented() -> None:
+    from sluicegate.config import audit, safety
+
+    missing = _undocumented(
+        "data-protection.md",
+        [
+            audit.AuditConfig,
+            safety.SafetyConfig,
+            safety.SensitivityConfig,
+            safety.SensitivityRule,
+            safety.OrgSafetyConfig,
+        ],
+    )
+    assert not missing, f"not in docs/data-protection.md: {missing}"

@@ -85,12 +85,9 @@ class OrgSafetyConfig(_Strict):
     """One organisation's own settings, over the defaults."""
 
     default_level: DataLevel | None = None
-    pii: PiiConfig | None = None
     rules: list[SensitivityRule] = Field([], description="added to the global rules")
 
 
 class SafetyConfig(_Strict):
     sensitivity: SensitivityConfig = SensitivityConfig()
-    pii: PiiConfig = PiiConfig()
-    guardrails: GuardrailsConfig = GuardrailsConfig()
     orgs: dict[str, OrgSafetyConfig] = {}
