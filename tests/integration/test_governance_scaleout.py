@@ -3,9 +3,9 @@ and one PostgreSQL database for keys and usage events.
 
 200 concurrent clients, spread round-robin over the 4 gateways, hit one key with an
 RPM limit, a TPM limit and a dollar budget (one key per limit, so counters never
-mix). ``RedisLimitStore`` takes no prefix from the URL or the config (its prefix is
-fixed at ``sg:lim:``), so the gateways count in a dedicated Redis database (7),
-flushed before and after this module; key names carry a per-run suffix as well.
+mix). The gateways count in a dedicated Redis database (7) under the default key
+prefix (``governance.redis_prefix``, ``sg:``), flushed before and after this
+module; key names carry a per-run suffix as well.
 
 The token and budget scenarios go through an upstream that answers after
 ``HOLD`` seconds, so every admitted call still holds its reservation while the

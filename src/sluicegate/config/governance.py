@@ -114,6 +114,11 @@ class GovernanceConfig(_Strict):
     )
     ip_limits: IpLimitsConfig = IpLimitsConfig()
     budget_actions: BudgetActionsConfig = BudgetActionsConfig()
+    redis_prefix: str = Field(
+        "sg:",
+        description="prefix of every Redis key and channel the gateway uses, so that several "
+        "gateways (or other apps) can share one Redis",
+    )
     refresh_interval: float = Field(
         5.0,
         gt=0,

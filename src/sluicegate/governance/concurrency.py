@@ -275,10 +275,12 @@ class RedisInflight:
             await self._redis.aclose()
 
 
-def build_inflight_store(state: str, *, lease_ttl: float = 900.0) -> InflightStore:
+def build_inflight_store(
+    state: str, *, lease_ttl: float = 900.0, prefix: str = "sg:"
+) -> InflightStore:
     """``"memory"``: in-process; a ``redis://`` URL: shared by every replica."""
     if state == "memory":
         return InProcessInflight(lease_ttl=lease_ttl)
     if state.startswith(("redis://", "rediss://", "unix://")):
-        return RedisInflight(state, lease_ttl=lease_ttl)
+        return RedisInflight(state, lease_ttl=lease_ttl, prefix=prefix + "inflight:")
     raise ValueError(f"unsupported limit state {state!r}: use 'memory' or a redis:// URL")

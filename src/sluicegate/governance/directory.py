@@ -38,7 +38,7 @@ __all__ = ["CHANNEL", "Directory", "KeyRecord", "Snapshot", "load_snapshot", "re
 log = logging.getLogger("sluicegate.governance")
 
 #: Redis pub/sub channel on which replicas announce directory changes.
-CHANNEL = "sluicegate:directory"
+CHANNEL = "sg:directory"
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +133,7 @@ class Directory:
         *,
         refresh_interval: float = 5.0,
         redis_url: str | None = None,
+        channel: str = CHANNEL,
         prepare: Callable[[], None] | None = None,
     ) -> None:
         """``prepare`` (migrations) runs on a database thread before the first read, and
@@ -141,6 +142,7 @@ class Directory:
         self.database = database
         self.refresh_interval = refresh_interval
         self.redis_url = redis_url
+        self.channel = channel
         self._prepare = prepare
         self.snapshot = Snapshot(version=0)
         #: False until the database has been read, and while it cannot be.
@@ -216,7 +218,7 @@ class Directory:
         await self.refresh(force=True)
         if self._redis is not None:
             try:
-                await self._redis.publish(CHANNEL, str(self.snapshot.version))
+                await self._redis.publish(self.channel, str(self.snapshot.version))
             except Exception as exc:  # the others still notice within refresh_interval
                 log.warning("could not announce a directory change: %s", exc)
 
@@ -237,7 +239,7 @@ class Directory:
             try:
                 pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
                 async with pubsub:
-                    await pubsub.subscribe(CHANNEL)
+                    await pubsub.subscribe(self.channel)
                     backoff = 0.5
                     # A change may have been announced while we were not listening.
                     self._wake.set()

@@ -210,10 +210,12 @@ class RedisIpRate:
             await self._redis.aclose()
 
 
-def build_ip_rate(state: str, rps: float, burst: int | None = None) -> IpRateStore:
+def build_ip_rate(
+    state: str, rps: float, burst: int | None = None, prefix: str = "sg:"
+) -> IpRateStore:
     """``"memory"``: in-process; a ``redis://`` URL: shared by every replica."""
     if state == "memory":
         return InProcessIpRate(rps, burst)
     if state.startswith(("redis://", "rediss://", "unix://")):
-        return RedisIpRate(state, rps, burst)
+        return RedisIpRate(state, rps, burst, prefix=prefix + "iprate:")
     raise ValueError(f"unsupported limit state {state!r}: use 'memory' or a redis:// URL")

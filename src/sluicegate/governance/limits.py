@@ -313,12 +313,12 @@ class InProcessLimitStore:
         self._next_sweep = now + self._sweep_every
 
 
-def build_limit_store(url: str | None) -> LimitStore:
+def build_limit_store(url: str | None, prefix: str = "sg:") -> LimitStore:
     """``None`` or ``"memory"``: in-process; ``redis://…`` or ``rediss://…``: shared."""
     if url is None or url == "memory":
         return InProcessLimitStore()
     if url.startswith(("redis://", "rediss://", "unix://")):
         from sluicegate.governance.limits_redis import RedisLimitStore
 
-        return RedisLimitStore(url)
+        return RedisLimitStore(url, prefix=prefix + "lim:")
     raise ValueError(f"unsupported limit state {url!r}: use 'memory' or a redis:// URL")

@@ -128,5 +128,9 @@ def build_client_guard(config: GovernanceConfig, inflight: InflightStore) -> Cli
     limits = config.ip_limits
     if limits.rps is None and limits.max_inflight is None:
         return None
-    ip_rate = build_ip_rate(config.state, limits.rps, limits.burst) if limits.rps else None
+    ip_rate = (
+        build_ip_rate(config.state, limits.rps, limits.burst, config.redis_prefix)
+        if limits.rps
+        else None
+    )
     return ClientGuard(ip_rate, inflight, limits.max_inflight)

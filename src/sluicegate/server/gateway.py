@@ -101,6 +101,7 @@ class Gateway:
             self.database,
             refresh_interval=governance.refresh_interval,
             redis_url=shared,
+            channel=governance.redis_prefix + "directory",
             prepare=self.database.upgrade if config.database.migrate else None,
         )
         self.admin = Admin(reserved_orgs=[org.name for org in governance.orgs])
@@ -112,17 +113,21 @@ class Gateway:
             raise ConfigError(str(exc)) from exc
         self.budget_watch = BudgetWatch(
             governance.budget_actions,
-            dedupe=RedisDedupe(shared) if shared is not None else None,
+            dedupe=(
+                RedisDedupe(shared, prefix=governance.redis_prefix + "alert:")
+                if shared is not None
+                else None
+            ),
         )
         self.admit = Admit(
-            build_limit_store(governance.state),
+            build_limit_store(governance.state, governance.redis_prefix),
             catalogue,
             self.router,
             governance.default_max_tokens,
             self.budget_watch,
         )
         # One in-flight store for both stages: per client IP, and per key, team and org.
-        self.inflight = build_inflight_store(governance.state)
+        self.inflight = build_inflight_store(governance.state, prefix=governance.redis_prefix)
         self.client_guard = build_client_guard(governance, self.inflight)
         self.trust_forwarded_for = governance.ip_limits.trust_forwarded_for
         self.level_header = config.safety.sensitivity.header
