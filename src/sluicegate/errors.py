@@ -2,6 +2,7 @@
 
     SluicegateError                      (500 api_error)
     ├── InvalidRequest                   400 invalid_request_error   a bad body; names the field
+    │   └── ContentPolicyViolation       400 content_policy_violation; names the check
     ├── AuthenticationFailed             401 authentication_error
     ├── PermissionDenied                 403 permission_error
     ├── NotFound                         404 not_found_error
@@ -25,6 +26,7 @@ from __future__ import annotations
 __all__ = [
     "AuthenticationFailed",
     "Conflict",
+    "ContentPolicyViolation",
     "InvalidRequest",
     "MethodNotAllowed",
     "ModelNotFound",
@@ -76,6 +78,16 @@ class SluicegateError(Exception):
 class InvalidRequest(SluicegateError):
     status = 400
     type = "invalid_request_error"
+
+
+class ContentPolicyViolation(InvalidRequest):
+    """400: a guardrail blocked the request; names the check, nothing that helps evade it."""
+
+    code = "content_policy_violation"
+
+    def __init__(self, check: str) -> None:
+        super().__init__(f"The request was blocked by the '{check}' check.")
+        self.check = check
 
 
 class AuthenticationFailed(SluicegateError):

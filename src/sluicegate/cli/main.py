@@ -44,6 +44,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     add_admin_commands(commands)
 
+    evaluation = commands.add_parser("eval", help="measure the safety checks on labelled data")
+    eval_sub = evaluation.add_subparsers(dest="eval_command", required=True)
+    for name, what in (
+        ("pii", "PII detection: F1 per entity type"),
+        ("injection", "the injection guard: recall and false positives per set"),
+    ):
+        sub = eval_sub.add_parser(name, add_help=False, help=f"{what} (--help for more)")
+        sub.add_argument("rest", nargs=argparse.REMAINDER)
+
     audit = commands.add_parser("audit", help="the audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser(
@@ -66,6 +75,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "db":
             return _db(args)
+        if args.command == "eval":
+            if args.eval_command == "pii":
+                from sluicegate.safety.pii.evaluate import main as pii_main
+
+                return pii_main(args.rest)
+            from sluicegate.safety.injection.evaluate import main as injection_main
+
+            return injection_main(args.rest)
         if args.command == "audit":
             from sluicegate.audit.verify import main as verify_main
 

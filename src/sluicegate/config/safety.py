@@ -67,15 +67,33 @@ class SensitivityConfig(_Strict):
 class PiiConfig(_Strict):
     mode: PiiMode = Field(
         "off",
-        description="off; detect (log, count, raise the level); redact (typed placeholders); "
-        "mask (placeholders restored in the answer); block (400)",
+        description="off; detect (count, and raise the level to pii_level); redact (typed "
+        "placeholders); mask (placeholders restored in the answer); block (400)",
     )
-    outputs: bool = Field(False, description="also redact PII in answers (redact and mask modes)")
-    entities: list[str] | None = Field(None, description="entity types to act on (default: all)")
+    entities: list[str] | None = Field(
+        None,
+        description="entity types to look for (default: all); without PERSON, LOCATION and "
+        "ORGANIZATION no NER model runs (about 50 µs instead of 60 ms a prompt)",
+    )
+
+    @field_validator("entities")
+    @classmethod
+    def _known(cls, value: list[str] | None) -> list[str] | None:
+        from sluicegate.safety.pii.entities import SUPPORTED_TYPES
+
+        unknown = sorted(set(value or ()) - SUPPORTED_TYPES)
+        if unknown:
+            raise ValueError(
+                f"unknown entity types {unknown}; known: {', '.join(sorted(SUPPORTED_TYPES))}"
+            )
+        return value
 
 
 class GuardrailsConfig(_Strict):
     injection: bool = Field(False, description="block prompt injection and jailbreaks")
+    injection_threshold: float | None = Field(
+        None, gt=0, lt=1, description="classifier probability that blocks (default: the model's)"
+    )
     on_unknown: Literal["block", "allow"] = Field(
         "block", description="what a check that errs or times out means (fail closed)"
     )
@@ -85,9 +103,12 @@ class OrgSafetyConfig(_Strict):
     """One organisation's own settings, over the defaults."""
 
     default_level: DataLevel | None = None
+    pii: PiiConfig | None = None
     rules: list[SensitivityRule] = Field([], description="added to the global rules")
 
 
 class SafetyConfig(_Strict):
     sensitivity: SensitivityConfig = SensitivityConfig()
+    pii: PiiConfig = PiiConfig()
+    guardrails: GuardrailsConfig = GuardrailsConfig()
     orgs: dict[str, OrgSafetyConfig] = {}

@@ -1,22 +1,39 @@
-"""Stage: inspect the input — its data level, and what may leave the building.
+"""Stage: inspect the input — its data level, its PII, and attacks hidden in it.
 
 The level is the highest of the caller's declared level (a header), its org's
-default, and what detectors find (PII, the org's patterns and terms). A level
-above what the key's role may send is refused (403). From ``self_hosted_from``
-up (confidential by default) the call may only reach self-hosted deployments, on
-every attempt and fallback; the executor refuses with 503 rather than leak.
+default, and what detectors find (PII in ``detect`` mode, the org's patterns and
+terms). A level above what the key's role may send is refused (403). From
+``self_hosted_from`` up (confidential by default) the call may only reach
+self-hosted deployments, on every attempt and fallback; the executor refuses
+with 503 rather than leak.
+
+PII is found by ``safety.pii`` (Presidio with offline recognizers and spaCy NER,
+run on a worker thread: NER costs tens of milliseconds) and, by mode, counted,
+replaced by typed placeholders, masked (restored in the answer for this caller)
+or refused. The injection check runs on user and tool messages; a check that
+cannot decide blocks unless ``on_unknown: allow`` (fail closed).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sluicegate.config.safety import SafetyConfig
-from sluicegate.errors import InvalidRequest, PermissionDenied
+from sluicegate.config.safety import PiiConfig, SafetyConfig
+from sluicegate.errors import ContentPolicyViolation, InvalidRequest, PermissionDenied
 from sluicegate.pipeline.call import Call, Reply
 from sluicegate.pipeline.stage import Next
 from sluicegate.safety.levels import LEVELS, Rule, classify_text, higher, rank
-from sluicegate.safety.texts import request_texts
+from sluicegate.safety.texts import request_texts, user_texts
+from sluicegate.safety.verdict import Decision
+
+if TYPE_CHECKING:
+    from sluicegate.safety.injection import InjectionCheck
+    from sluicegate.safety.pii import Mask, PiiDetector
+
+log = logging.getLogger("sluicegate.safety")
 
 __all__ = ["Inspect", "Policy"]
 
@@ -27,6 +44,8 @@ class Policy:
 
     default_level: str
     rules: tuple[Rule, ...]  # most sensitive level first
+    pii: PiiConfig
+    detector: PiiDetector | None
 
 
 class Inspect:
@@ -36,11 +55,30 @@ class Inspect:
         sensitivity = config.sensitivity
         self.header = sensitivity.header
         self.self_hosted_rank = rank(sensitivity.self_hosted_from)
+        self.pii_level = sensitivity.pii_level
+        self._detectors: dict[tuple[str, ...], PiiDetector] = {}
         self.default = self._policy(config, None)
         self.policies = {org: self._policy(config, org) for org in config.orgs}
+        guardrails = config.guardrails
+        self.fail_open = guardrails.on_unknown == "allow"
+        self.injection: InjectionCheck | None = None
+        if guardrails.injection:
+            from sluicegate.safety.injection import InjectionCheck
 
-    @staticmethod
-    def _policy(config: SafetyConfig, org: str | None) -> Policy:
+            self.injection = InjectionCheck(threshold=guardrails.injection_threshold)
+
+    def _detector(self, pii: PiiConfig) -> PiiDetector | None:
+        """One detector per set of entity types, built (and its model loaded) at start-up."""
+        if pii.mode == "off":
+            return None
+        from sluicegate.safety.pii import SUPPORTED_TYPES, PiiDetector
+
+        types = tuple(sorted(pii.entities or SUPPORTED_TYPES))
+        if types not in self._detectors:
+            self._detectors[types] = PiiDetector(types=types)
+        return self._detectors[types]
+
+    def _policy(self, config: SafetyConfig, org: str | None) -> Policy:
         own = config.orgs.get(org) if org is not None else None
         rules = [*config.sensitivity.rules, *(own.rules if own is not None else ())]
         built = sorted(
@@ -50,7 +88,10 @@ class Inspect:
         default = (own.default_level if own is not None else None) or (
             config.sensitivity.default_level
         )
-        return Policy(default_level=default, rules=tuple(built))
+        pii = (own.pii if own is not None else None) or config.pii
+        return Policy(
+            default_level=default, rules=tuple(built), pii=pii, detector=self._detector(pii)
+        )
 
     async def __call__(self, call: Call, call_next: Next) -> Reply:
         if call.model is None:
@@ -73,6 +114,11 @@ class Inspect:
             )
             if rule is not None:
                 call.decisions["level_rule"] = rule
+        mask = None
+        if policy.detector is not None:
+            level, mask = await self._pii(call, policy, level)
+        if self.injection is not None:
+            self._guard(call)
         call.data_level = level
         call.reply_headers["x-sluicegate-data-level"] = level
         if principal is not None and rank(level) > rank(principal.data_access):
@@ -84,4 +130,56 @@ class Inspect:
         if rank(level) >= self.self_hosted_rank:
             call.self_hosted_only = True
             call.decisions["route"] = f"self-hosted-only:{level}"
-        return await call_next(call)
+        reply = await call_next(call)
+        if mask is not None and mask.originals:
+            from sluicegate.safety.restore import restore_body, restore_stream
+
+            if reply.stream is not None:
+                reply.stream = restore_stream(reply.stream, mask)
+            elif reply.body is not None and reply.status < 400:
+                reply.body = restore_body(reply.body, mask)
+        return reply
+
+    async def _pii(self, call: Call, policy: Policy, level: str) -> tuple[str, Mask | None]:
+        """Find PII on a worker thread; count, replace, mask or refuse it by mode."""
+        from sluicegate.safety.pii import BodyMode, protect_body
+
+        assert policy.detector is not None
+        mode = policy.pii.mode
+        body_mode: BodyMode = (
+            "redact" if mode == "redact" else "mask" if mode == "mask" else "detect"
+        )
+        try:
+            found = await asyncio.to_thread(
+                protect_body, call.body, policy.detector.detect, body_mode
+            )
+        except Exception as exc:
+            # A detector that cannot decide must not wave the data through.
+            log.error("PII detection failed", exc_info=exc, extra={"request_id": call.request_id})
+            call.decisions["pii"] = "unknown"
+            if self.fail_open:
+                return level, None
+            raise ContentPolicyViolation("pii") from None
+        if not found.found:
+            return level, None
+        summary = ",".join(f"{kind}={n}" for kind, n in sorted(found.found.items()))
+        call.decisions["pii"] = f"{mode}:{summary}"
+        if mode == "block":
+            raise ContentPolicyViolation("pii")
+        if mode == "detect":
+            if self.pii_level is not None:
+                level = higher(level, self.pii_level)
+            return level, None
+        call.body = found.body
+        call.raw = None  # the upstream gets the redacted body, not the client's bytes
+        return level, found.mask if mode == "mask" else None
+
+    def _guard(self, call: Call) -> None:
+        assert self.injection is not None
+        verdict = self.injection.check_messages(user_texts(call.endpoint, call.body))
+        if verdict.decision is Decision.ALLOW:
+            return
+        call.decisions["injection"] = f"{verdict.decision.value}:{verdict.reason}"
+        if verdict.decision is Decision.UNKNOWN and self.fail_open:
+            return
+        raise ContentPolicyViolation("injection")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sluicegate.types import Endpoint, JSONObject
 
-__all__ = ["request_texts"]
+__all__ = ["request_texts", "user_texts"]
 
 
 def _text_of(content: object) -> list[str]:
@@ -33,3 +33,15 @@ def request_texts(endpoint: Endpoint, body: JSONObject) -> list[str]:
     if isinstance(source, list):
         return [item for item in source if isinstance(item, str)]
     return []
+
+
+def user_texts(endpoint: Endpoint, body: JSONObject) -> list[str]:
+    """What the caller's users (and tools) wrote: where injections arrive. System and
+    assistant messages are the application's own, and are left out."""
+    if endpoint is not Endpoint.CHAT:
+        return request_texts(endpoint, body)
+    texts: list[str] = []
+    for message in body.get("messages") or ():
+        if isinstance(message, dict) and message.get("role") in ("user", "tool", "function"):
+            texts += _text_of(message.get("content"))
+    return texts
