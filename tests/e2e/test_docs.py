@@ -123,6 +123,8 @@ def test_every_data_protection_setting_is_documented() -> None:
             safety.SensitivityConfig,
             safety.SensitivityRule,
             safety.OrgSafetyConfig,
+            safety.PiiConfig,
+            safety.GuardrailsConfig,
         ],
     )
     assert not missing, f"not in docs/data-protection.md: {missing}"

@@ -133,3 +133,42 @@ def test_the_injection_guard_blocks_attacks_and_passes_ordinary_requests(
         ],
     )
     assert system.choices
+
+
+def test_external_moderation_blocks_and_fails_closed(
+    start: Callable[..., openai.OpenAI],
+) -> None:
+    from tests.fakes import moderation_upstream
+
+    with running(moderation_upstream.app) as moderation:
+        keyword = {"kind": "openai", "base_url": f"{moderation}/keyword/v1", "api_key": "sk-mod"}
+        client = start(guardrails={"moderation": [keyword]})
+        assert _ask(client, "a friendly question").status_code == 200
+        with pytest.raises(openai.BadRequestError) as refused:
+            _ask(client, "something with BADWORD in it")
+        assert "'moderation:openai'" in refused.value.message
+
+        slow = {**keyword, "base_url": f"{moderation}/slow/v1", "timeout": 0.2}
+        closed = start(guardrails={"moderation": [slow]})
+        with pytest.raises(openai.BadRequestError):  # cannot tell: blocked (fail closed)
+            _ask(closed, "a friendly question")
+        open_ = start(guardrails={"moderation": [slow], "on_unknown": "allow"})
+        assert _ask(open_, "a friendly question").status_code == 200
+
+
+def test_output_checks_stop_a_runaway_answer_whole_or_streamed(
+    start: Callable[..., openai.OpenAI],
+) -> None:
+    client = start(guardrails={"output": {}})
+    loop = "the tide comes in and the tide goes out " * 40  # echoed back by the fake model
+    with pytest.raises(openai.BadRequestError) as refused:
+        _ask(client, loop)
+    assert "'output:repetition'" in refused.value.message
+    stream = client.chat.completions.create(
+        model="cloud-chat", messages=[{"role": "user", "content": loop}], stream=True
+    )
+    with pytest.raises(openai.APIError) as broken:
+        for _ in stream:
+            pass
+    assert "output:repetition" in str(broken.value)
+    assert _ask(client, "What is a sluice gate?").status_code == 200

@@ -7,6 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sluicegate.config.moderation import ModerationConfig
+from sluicegate.safety.output_checks import OutputChecksConfig
+
 __all__ = [
     "DataLevel",
     "GuardrailsConfig",
@@ -93,6 +96,12 @@ class GuardrailsConfig(_Strict):
     injection: bool = Field(False, description="block prompt injection and jailbreaks")
     injection_threshold: float | None = Field(
         None, gt=0, lt=1, description="classifier probability that blocks (default: the model's)"
+    )
+    moderation: list[ModerationConfig] = Field(
+        [], description="external moderation services (OpenAI moderation, Azure AI Content Safety)"
+    )
+    output: OutputChecksConfig | None = Field(
+        None, description="checks on answers: leakage, echoed injections, repetition, length"
     )
     on_unknown: Literal["block", "allow"] = Field(
         "block", description="what a check that errs or times out means (fail closed)"

@@ -21,13 +21,19 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import orjson
+
 from sluicegate.config.safety import PiiConfig, SafetyConfig
 from sluicegate.errors import ContentPolicyViolation, InvalidRequest, PermissionDenied
 from sluicegate.pipeline.call import Call, Reply
 from sluicegate.pipeline.stage import Next
+from sluicegate.safety.answer import check_answer, checked_stream
 from sluicegate.safety.levels import LEVELS, Rule, classify_text, higher, rank
-from sluicegate.safety.texts import request_texts, user_texts
+from sluicegate.safety.moderation import build_moderation
+from sluicegate.safety.output_checks import OutputChecks
+from sluicegate.safety.texts import request_texts, system_texts, user_texts
 from sluicegate.safety.verdict import Decision
+from sluicegate.types import Endpoint
 
 if TYPE_CHECKING:
     from sluicegate.safety.injection import InjectionCheck
@@ -66,6 +72,16 @@ class Inspect:
             from sluicegate.safety.injection import InjectionCheck
 
             self.injection = InjectionCheck(threshold=guardrails.injection_threshold)
+        self.moderation = [build_moderation(c) for c in guardrails.moderation]
+        self.output = OutputChecks(guardrails.output) if guardrails.output is not None else None
+
+    async def start(self) -> None:
+        await asyncio.gather(*(adapter.start() for adapter in self.moderation))
+
+    async def close(self) -> None:
+        await asyncio.gather(
+            *(adapter.close() for adapter in self.moderation), return_exceptions=True
+        )
 
     def _detector(self, pii: PiiConfig) -> PiiDetector | None:
         """One detector per set of entity types, built (and its model loaded) at start-up."""
@@ -119,6 +135,8 @@ class Inspect:
             level, mask = await self._pii(call, policy, level)
         if self.injection is not None:
             self._guard(call)
+        if self.moderation:
+            await self._moderate(call)
         call.data_level = level
         call.reply_headers["x-sluicegate-data-level"] = level
         if principal is not None and rank(level) > rank(principal.data_access):
@@ -131,6 +149,8 @@ class Inspect:
             call.self_hosted_only = True
             call.decisions["route"] = f"self-hosted-only:{level}"
         reply = await call_next(call)
+        if self.output is not None and call.endpoint is not Endpoint.EMBEDDINGS:
+            self._check_output(call, reply)
         if mask is not None and mask.originals:
             from sluicegate.safety.restore import restore_body, restore_stream
 
@@ -173,6 +193,33 @@ class Inspect:
         call.body = found.body
         call.raw = None  # the upstream gets the redacted body, not the client's bytes
         return level, found.mask if mode == "mask" else None
+
+    def _check_output(self, call: Call, reply: Reply) -> None:
+        assert self.output is not None
+        system = system_texts(call.endpoint, call.body)
+        inputs = user_texts(call.endpoint, call.body)
+        if reply.stream is not None:
+            reply.stream = checked_stream(reply.stream, self.output.scan(system, inputs))
+            return
+        if reply.body is None or reply.status >= 400:
+            return
+        verdict = check_answer(self.output, reply.body, system, inputs)
+        if verdict is not None:
+            call.decisions["output"] = f"{verdict.decision.value}:{verdict.check}"
+            # An error reply, not a raise: the tokens were spent and must still be settled.
+            reply.status = 400
+            reply.body = orjson.dumps(ContentPolicyViolation(verdict.check).body())
+
+    async def _moderate(self, call: Call) -> None:
+        text = "\n".join(user_texts(call.endpoint, call.body))
+        verdicts = await asyncio.gather(*(adapter.check(text) for adapter in self.moderation))
+        for verdict in verdicts:
+            if verdict.decision is Decision.ALLOW:
+                continue
+            call.decisions[verdict.check] = f"{verdict.decision.value}:{verdict.reason}"
+            if verdict.decision is Decision.UNKNOWN and self.fail_open:
+                continue
+            raise ContentPolicyViolation(verdict.check)
 
     def _guard(self, call: Call) -> None:
         assert self.injection is not None

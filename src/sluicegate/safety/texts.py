@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sluicegate.types import Endpoint, JSONObject
 
-__all__ = ["request_texts", "user_texts"]
+__all__ = ["request_texts", "system_texts", "user_texts"]
 
 
 def _text_of(content: object) -> list[str]:
@@ -43,5 +43,16 @@ def user_texts(endpoint: Endpoint, body: JSONObject) -> list[str]:
     texts: list[str] = []
     for message in body.get("messages") or ():
         if isinstance(message, dict) and message.get("role") in ("user", "tool", "function"):
+            texts += _text_of(message.get("content"))
+    return texts
+
+
+def system_texts(endpoint: Endpoint, body: JSONObject) -> list[str]:
+    """The application's own instructions (system and developer messages)."""
+    if endpoint is not Endpoint.CHAT:
+        return []
+    texts: list[str] = []
+    for message in body.get("messages") or ():
+        if isinstance(message, dict) and message.get("role") in ("system", "developer"):
             texts += _text_of(message.get("content"))
     return texts

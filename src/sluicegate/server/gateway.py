@@ -131,6 +131,7 @@ class Gateway:
         self.client_guard = build_client_guard(governance, self.inflight)
         self.trust_forwarded_for = governance.ip_limits.trust_forwarded_for
         self.level_header = config.safety.sensitivity.header
+        self.inspect = Inspect(config.safety)
         self.pipeline = Pipeline(
             stages=[
                 Record(self.counters, self.access_log, self.usage_log, self.audit),
@@ -141,7 +142,7 @@ class Gateway:
                 Parse(),
                 Route(self.router),
                 self.admit,
-                Inspect(config.safety),
+                self.inspect,
             ],
             terminal=Invoke(self.router),
         )
@@ -158,6 +159,7 @@ class Gateway:
                 raise ConfigError(f"audit log: {exc}") from exc
         await self.directory.start()
         await self.usage_log.start()
+        await self.inspect.start()
         await asyncio.gather(*(target.provider.start() for target in self.router.targets()))
         # Providers first: one not yet started would look unhealthy and leave rotation.
         await self.health.start()
@@ -172,6 +174,7 @@ class Gateway:
             *(target.provider.close() for target in self.router.targets()), return_exceptions=True
         )
         await self.admit.close()
+        await self.inspect.close()
         await self.budget_watch.close()
         if self.client_guard is not None:
             await self.client_guard.close()
