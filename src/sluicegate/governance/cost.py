@@ -33,7 +33,7 @@ from decimal import ROUND_HALF_UP, Context, Decimal
 from sluicegate.governance.pricing import Catalogue, Price
 from sluicegate.governance.usage import UsageDetail
 
-__all__ = ["Breakdown", "Cost", "cost", "cost_of", "gpu_seconds"]
+__all__ = ["Breakdown", "Cost", "cost", "cost_of", "gpu_seconds", "micro_usd"]
 
 _EXACT = Context(prec=50, rounding=ROUND_HALF_UP)
 _ZERO = Decimal(0)
@@ -98,6 +98,50 @@ def cost(usage: UsageDetail, price: Price, gpu_seconds: float = 0) -> Cost:
         gpu=gpu,
     )
     return Cost(int(parts.total.quantize(_ONE, rounding=ROUND_HALF_UP)), parts)
+
+
+#: Token rates scaled to whole units of 10**-9 micro-dollars: exact for any price
+#: given to nine decimals (per million tokens), which is every real price list.
+_SCALE = 10**9
+_HALF = _SCALE // 2
+_scaled: dict[int, tuple[Price, tuple[int, int, int, int, int] | None]] = {}
+
+
+def _integer_rates(price: Price) -> tuple[int, int, int, int, int] | None:
+    entry = _scaled.get(id(price))
+    if entry is not None and entry[0] is price:
+        return entry[1]
+    rates = (
+        price.input_rate,
+        price.cached_input_rate,
+        price.cache_write_rate,
+        price.output_rate,
+        price.reasoning_rate,
+    )
+    a, b, c, d, e = (rate * _SCALE for rate in rates)
+    ints: tuple[int, int, int, int, int] | None = None
+    if all(value == value.to_integral_value() for value in (a, b, c, d, e)):
+        ints = (int(a), int(b), int(c), int(d), int(e))
+    _scaled[id(price)] = (price, ints)
+    return ints
+
+
+def micro_usd(usage: UsageDetail, price: Price, gpu_seconds: float = 0) -> int:
+    """``cost(usage, price, gpu_seconds).micro_usd``, in integer arithmetic when the
+    price allows it (the request path prices every call; Decimal costs ~10x more)."""
+    rates = _integer_rates(price)
+    if rates is None or (price.gpu_hour_usd is not None and gpu_seconds > 0):
+        return cost(usage, price, gpu_seconds).micro_usd
+    total = (
+        max(usage.uncached_input_tokens, 0) * rates[0]
+        + usage.cached_tokens * rates[1]
+        + usage.cache_write_tokens * rates[2]
+        + max(usage.visible_output_tokens, 0) * rates[3]
+        + usage.reasoning_tokens * rates[4]
+    )
+    if total < 0:  # negative counts are nonsense; let the exact path say what they cost
+        return cost(usage, price, gpu_seconds).micro_usd
+    return (total + _HALF) // _SCALE
 
 
 def gpu_seconds(wall_seconds: float, price: Price, in_flight: int = 1) -> float:

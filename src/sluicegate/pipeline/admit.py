@@ -23,7 +23,7 @@ from typing import Any
 
 from sluicegate.errors import PermissionDenied
 from sluicegate.governance.budget_actions import BudgetWatch
-from sluicegate.governance.cost import cost, gpu_seconds
+from sluicegate.governance.cost import cost, gpu_seconds, micro_usd
 from sluicegate.governance.limits import (
     InProcessLimitStore,
     Limit,
@@ -191,7 +191,7 @@ class Admit:
             price = self.catalogue.price_for(name, now) if name else None
             if price is not None:
                 seconds = gpu_seconds(wall, price) if price.gpu_hour_usd is not None else 0.0
-                return cost(usage.detail(), price, seconds).micro_usd, seconds
+                return micro_usd(usage.detail(), price, seconds), seconds
         return None
 
     async def _write(self, reservation: Reservation, actual: dict[Limit, int]) -> None:

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from sluicegate.governance.cost import Breakdown, cost, cost_of, gpu_seconds
+from sluicegate.governance.cost import Breakdown, cost, cost_of, gpu_seconds, micro_usd
 from sluicegate.governance.pricing import Price, load_catalogue
 from sluicegate.governance.usage import UsageDetail
 
@@ -181,3 +181,38 @@ def test_cost_of_prices_known_models_and_gpu_time():
     assert gpt41 is not None and gpt41.usd == Decimal(10)
     llama = cost_of(CATALOGUE, "llama-70b", usage, JUNE_2025, gpu_seconds=3600.0)
     assert llama is not None and llama.usd == Decimal("2.4")
+
+
+def test_the_integer_path_agrees_with_the_exact_one_for_every_shipped_price() -> None:
+    catalogue = load_catalogue(None, {})
+    rng = random.Random(7)
+    prices = [
+        p
+        for name in catalogue.models
+        if (p := catalogue.price_for(name, datetime.now(UTC))) is not None
+    ]
+    assert prices
+    for price in prices:
+        for _ in range(200):
+            prompt = rng.randint(0, 2_000_000)
+            cached = rng.randint(0, prompt)
+            write = rng.randint(0, prompt - cached)
+            completion = rng.randint(0, 500_000)
+            usage = UsageDetail(
+                prompt_tokens=prompt,
+                cached_tokens=cached,
+                cache_write_tokens=write,
+                completion_tokens=completion,
+                reasoning_tokens=rng.randint(0, completion),
+            )
+            assert micro_usd(usage, price) == cost(usage, price).micro_usd
+
+
+def test_prices_beyond_nine_decimals_take_the_exact_path() -> None:
+    price = Price(
+        effective_from=datetime(2025, 1, 1, tzinfo=UTC).date(),
+        input=Decimal("0.0000000001"),
+        output=Decimal("1"),
+    )
+    usage = UsageDetail(prompt_tokens=7_777_777_777, completion_tokens=3)
+    assert micro_usd(usage, price) == cost(usage, price).micro_usd == 4
