@@ -24,3 +24,4 @@ class Endpoint(StrEnum):
     MODELS = "models"
     ADMIN = "admin"
     OPENAPI = "openapi"
+    METRICS = "metrics"

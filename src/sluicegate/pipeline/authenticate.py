@@ -50,6 +50,9 @@ class KeyRing:
         return found
 
 
+_ADMIN_ONLY = frozenset({Endpoint.ADMIN, Endpoint.METRICS})
+
+
 class KeyLookup(Protocol):
     def lookup(self, key: str) -> Principal:
         """The key's principal; raises ``AuthenticationFailed`` (or 503 if it cannot tell)."""
@@ -69,7 +72,7 @@ class Authenticate:
                 code="missing_api_key",
             )
         call.principal = principal = self.keys.lookup(call.api_key)
-        if call.endpoint is Endpoint.ADMIN and not principal.is_admin:
+        if call.endpoint in _ADMIN_ONLY and not principal.is_admin:
             raise PermissionDenied(
                 "The admin API needs the master key or a key whose role is an admin role.",
                 code="admin_only",

@@ -15,6 +15,7 @@ from sluicegate.errors import SluicegateError
 from sluicegate.governance.usage_log import UsageEvent, UsageLog
 from sluicegate.observability.access_log import AccessLog
 from sluicegate.observability.counters import Counters
+from sluicegate.observability.metrics import Metrics
 from sluicegate.pipeline.call import Call, Reply, Usage
 from sluicegate.pipeline.stage import Next
 from sluicegate.types import Endpoint
@@ -31,11 +32,13 @@ class Record:
         access_log: AccessLog | None,
         usage: UsageLog | None = None,
         audit: AuditLog | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.counters = counters
         self.access_log = access_log
         self.usage = usage
         self.audit = audit
+        self.metrics = metrics
 
     async def __call__(self, call: Call, call_next: Next) -> Reply:
         self.counters.in_flight += 1
@@ -67,6 +70,8 @@ class Record:
         model = call.model or "-"
         self.counters.count(call.endpoint.value, model, status)
         usage = reply.usage if reply is not None else None
+        if self.metrics is not None:
+            self.metrics.observe(call, status, error, usage, time.perf_counter() - call.started)
         if self.usage is not None:
             self.usage.submit(_event(call, status, error, usage))
         if self.audit is not None and call.endpoint is not Endpoint.ADMIN:

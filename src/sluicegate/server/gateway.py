@@ -27,6 +27,7 @@ from sluicegate.governance.principals import principal_for
 from sluicegate.governance.usage_log import UsageLog
 from sluicegate.observability.access_log import AccessLog
 from sluicegate.observability.counters import Counters
+from sluicegate.observability.metrics import Metrics
 from sluicegate.pipeline.admit import Admit
 from sluicegate.pipeline.authenticate import Authenticate, KeyRing
 from sluicegate.pipeline.drain import Drain, DrainGate
@@ -132,9 +133,17 @@ class Gateway:
         self.trust_forwarded_for = governance.ip_limits.trust_forwarded_for
         self.level_header = config.safety.sensitivity.header
         self.inspect = Inspect(config.safety)
+        self.metrics = Metrics(
+            self.router,
+            self.counters,
+            usage_log=self.usage_log,
+            audit=self.audit,
+            budget_watch=self.budget_watch,
+            directory=self.directory,
+        )
         self.pipeline = Pipeline(
             stages=[
-                Record(self.counters, self.access_log, self.usage_log, self.audit),
+                Record(self.counters, self.access_log, self.usage_log, self.audit, self.metrics),
                 DrainGate(self.drain, self.audit),
                 *([self.client_guard] if self.client_guard is not None else []),
                 Authenticate(self.directory),

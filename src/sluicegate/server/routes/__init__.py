@@ -13,6 +13,7 @@ ROUTES: list[Route] = [
     Route("/health", health.health, methods=["GET"]),
     Route("/ready", health.ready, methods=["GET"]),
     Route("/openapi.json", meta.openapi, methods=["GET"]),
+    Route("/metrics", meta.metrics, methods=["GET"]),
     Route("/v1/models", openai.models, methods=["GET"]),
     Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
     Route("/v1/completions", openai.completions, methods=["POST"]),

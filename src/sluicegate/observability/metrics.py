@@ -1,0 +1,218 @@
+"""Prometheus metrics: what every call did, and the live state scrapers read.
+
+Per-call metrics are updated once, when the call ends (``Record``); the state
+of the gateway (queue depth per model group — the autoscaling signal —,
+deployment health and breakers, the usage and audit queues, budget alerts) is
+read only when Prometheus scrapes, by a collector, so it costs nothing per call.
+
+Label values are bounded: a model name a client made up is reported as ``-``,
+orgs and deployments come from config or the directory, errors from the
+gateway's own codes; never a prompt, a key or a key id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from sluicegate.audit.writer import AuditLog
+    from sluicegate.governance.budget_actions import BudgetWatch
+    from sluicegate.governance.directory import Directory
+    from sluicegate.governance.usage_log import UsageLog
+    from sluicegate.observability.counters import Counters
+    from sluicegate.pipeline.call import Call, Usage
+    from sluicegate.routing.router import Router
+
+__all__ = ["Metrics"]
+
+#: Seconds; from a cached embedding (ms) to a long generation (minutes).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    def __init__(
+        self,
+        router: Router,
+        counters: Counters,
+        *,
+        usage_log: UsageLog | None = None,
+        audit: AuditLog | None = None,
+        budget_watch: BudgetWatch | None = None,
+        directory: Directory | None = None,
+    ) -> None:
+        # One registry per gateway: several gateways in one process (tests) stay apart.
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.models = frozenset(router.groups)
+        self.requests = Counter(
+            "sluicegate_requests",
+            "Calls by route, model asked, deployment that served, org and status",
+            ["route", "model", "deployment", "org", "status"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "sluicegate_request_duration_seconds",
+            "Time from the request's arrival to its reply's end (streams: the last byte)",
+            ["route", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            "sluicegate_tokens",
+            "Tokens the upstream reported, by model served, org and kind (prompt, completion)",
+            ["model", "org", "kind"],
+            registry=self.registry,
+        )
+        self.cost = Counter(
+            "sluicegate_cost_usd",
+            "What calls cost, priced from reported usage, by model served and org",
+            ["model", "org"],
+            registry=self.registry,
+        )
+        self.failovers = Counter(
+            "sluicegate_failovers",
+            "Calls served after at least one failed upstream attempt, by model asked",
+            ["model"],
+            registry=self.registry,
+        )
+        self.refusals = Counter(
+            "sluicegate_refusals",
+            "Calls the gateway refused, by error code (rate_limit_exceeded, budget_exceeded, "
+            "content_policy_violation, no_self_hosted_deployment, ...)",
+            ["code"],
+            registry=self.registry,
+        )
+        self.guards = Counter(
+            "sluicegate_guard_decisions",
+            "Decisions of the inspection stages, by check and outcome",
+            ["check", "decision"],
+            registry=self.registry,
+        )
+        self.registry.register(_State(router, counters, usage_log, audit, budget_watch, directory))
+
+    def observe(
+        self, call: Call, status: int, error: str | None, usage: Usage | None, seconds: float
+    ) -> None:
+        """One finished call."""
+        model = call.model if call.model in self.models else "-"
+        route = call.endpoint.value
+        principal = call.principal
+        org = (principal.org or "-") if principal is not None else "-"
+        target = call.target
+        deployment = target.deployment_id if target is not None else "-"
+        self.requests.labels(route, model, deployment, org, str(status)).inc()
+        self.duration.labels(route, model).observe(seconds)
+        served = target.model if target is not None else model
+        if usage is not None:
+            self.tokens.labels(served, org, "prompt").inc(usage.prompt_tokens)
+            self.tokens.labels(served, org, "completion").inc(usage.completion_tokens)
+        if call.cost_micros:
+            self.cost.labels(served, org).inc(call.cost_micros / 1_000_000)
+        if call.attempts > 1 and status < 400:
+            self.failovers.labels(model).inc()
+        if status >= 400 and error is not None and target is None:
+            self.refusals.labels(error).inc()
+        for check, decision in call.decisions.items():
+            if check in ("route", "level_rule"):
+                continue
+            self.guards.labels(check, decision.split(":", 1)[0]).inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _State(Collector):
+    """Gauges read at scrape time."""
+
+    def __init__(
+        self,
+        router: Router,
+        counters: Counters,
+        usage_log: UsageLog | None,
+        audit: AuditLog | None,
+        budget_watch: BudgetWatch | None,
+        directory: Directory | None,
+    ) -> None:
+        self.router = router
+        self.counters = counters
+        self.usage_log = usage_log
+        self.audit = audit
+        self.budget_watch = budget_watch
+        self.directory = directory
+
+    def collect(self) -> Iterator[Metric]:
+        in_flight = GaugeMetricFamily("sluicegate_in_flight", "Calls in progress")
+        in_flight.add_metric([], self.counters.in_flight)
+        yield in_flight
+        depth = GaugeMetricFamily(
+            "sluicegate_queue_depth",
+            "Calls waiting for a free deployment slot, by model group (scale on this)",
+            labels=["model"],
+        )
+        healthy = GaugeMetricFamily(
+            "sluicegate_deployment_healthy",
+            "1 when the deployment passes its health checks",
+            labels=["model", "deployment"],
+        )
+        outstanding = GaugeMetricFamily(
+            "sluicegate_deployment_in_flight",
+            "Calls in progress on the deployment",
+            labels=["model", "deployment"],
+        )
+        breaker = GaugeMetricFamily(
+            "sluicegate_breaker_state",
+            "1 for the breaker's current state (closed, open, half_open)",
+            labels=["deployment", "state"],
+        )
+        for name, group in self.router.groups.items():
+            depth.add_metric([name], len(group.queue))
+            for target in group.targets:
+                state = target.state
+                healthy.add_metric([name, target.deployment_id], 1 if state.healthy else 0)
+                outstanding.add_metric([name, target.deployment_id], state.outstanding)
+                for value in ("closed", "open", "half_open"):
+                    breaker.add_metric(
+                        [target.deployment_id, value], 1 if state.breaker.state == value else 0
+                    )
+        yield from (depth, healthy, outstanding, breaker)
+        yield from self._queues()
+        if self.budget_watch is not None:
+            alerts = CounterMetricFamily(
+                "sluicegate_budget_alerts",
+                "Budget alerts raised, by scope, budget and threshold",
+                labels=["scope", "budget", "threshold"],
+            )
+            for (scope, budget, threshold), count in self.budget_watch.alerts.items():
+                alerts.add_metric([scope, budget, str(threshold)], count)
+            yield alerts
+        if self.directory is not None:
+            available = GaugeMetricFamily(
+                "sluicegate_key_directory_available",
+                "1 while the key database can be read (0: serving the last snapshot)",
+            )
+            available.add_metric([], 1 if self.directory.available else 0)
+            yield available
+
+    def _queues(self) -> Iterator[Metric]:
+        for name, log in (("usage", self.usage_log), ("audit", self.audit)):
+            if log is None:
+                continue
+            for field, kind in (
+                ("submitted", "counter"),
+                ("written", "counter"),
+                ("dropped", "counter"),
+                ("pending", "gauge"),
+            ):
+                metric_name = f"sluicegate_{name}_events_{field}"
+                help_text = f"{name.capitalize()} events {field}"
+                family: Metric = (
+                    CounterMetricFamily(metric_name, help_text)
+                    if kind == "counter"
+                    else GaugeMetricFamily(metric_name, help_text)
+                )
+                family.add_metric([], getattr(log, field))  # type: ignore[attr-defined]
+                yield family
