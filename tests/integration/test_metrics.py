@@ -31,7 +31,7 @@ def _value(samples: dict[Any, float], name: str, **labels: str) -> float:
 def test_metrics_count_known_traffic_exactly(upstream_url: str, tmp_path: Path) -> None:
     raw: dict[str, Any] = {
         "database": {"url": sqlite_url(tmp_path)},
-        "auth": {"keys": [{"name": "app", "key": APP_KEY, "limits": {"rpm": 3}}]},
+        "auth": {"keys": [{"name": "app", "key": APP_KEY, "limits": {"rpm": 4}}]},
         "models": [
             {
                 "name": "gpt-4o-mini",
@@ -63,6 +63,9 @@ def test_metrics_count_known_traffic_exactly(upstream_url: str, tmp_path: Path) 
         made_up = {**chat, "model": "no-such-model-" + "x" * 50}
         assert client.post("/v1/chat/completions", json=made_up, headers=auth).status_code == 404
         assert client.post("/v1/chat/completions", json=chat, headers=auth).status_code == 200
+        streamed = {**chat, "stream": True}
+        with client.stream("POST", "/v1/chat/completions", json=streamed, headers=auth) as s:
+            assert s.status_code == 200 and b"[DONE]" in s.read()
         assert client.post("/v1/chat/completions", json=chat, headers=auth).status_code == 429
 
         assert client.get("/metrics").status_code == 401
@@ -73,7 +76,7 @@ def test_metrics_count_known_traffic_exactly(upstream_url: str, tmp_path: Path) 
     samples = _samples(scraped.text)
     requests = "sluicegate_requests_total"
     ok = {"route": "chat", "org": "-", "status": "200"}
-    assert _value(samples, requests, model="gpt-4o-mini", deployment="mini", **ok) == 2
+    assert _value(samples, requests, model="gpt-4o-mini", deployment="mini", **ok) == 3
     assert _value(samples, requests, model="flaky", deployment="good", **ok) == 1
     # A made-up model name is not a label value: the cardinality stays bounded.
     assert (
@@ -84,10 +87,15 @@ def test_metrics_count_known_traffic_exactly(upstream_url: str, tmp_path: Path) 
     assert _value(samples, "sluicegate_refusals_total", code="rate_limit_exceeded") == 1
     assert _value(samples, "sluicegate_failovers_total", model="flaky") == 1
     duration = "sluicegate_request_duration_seconds_count"
-    assert _value(samples, duration, route="chat", model="gpt-4o-mini") == 3
+    assert _value(samples, duration, route="chat", model="gpt-4o-mini") == 4
     prompt = _value(samples, "sluicegate_tokens_total", model="gpt-4o-mini", org="-", kind="prompt")
     assert prompt == 22  # the fake upstream reports 11 prompt tokens per call
     assert _value(samples, "sluicegate_cost_usd_total", model="gpt-4o-mini", org="-") > 0
+    upstream = "sluicegate_upstream_duration_seconds_count"
+    assert _value(samples, upstream, model="gpt-4o-mini") == 3
+    assert _value(samples, "sluicegate_gateway_overhead_seconds_count", route="chat") == 3
+    ttft = "sluicegate_time_to_first_token_seconds_count"
+    assert _value(samples, ttft, model="gpt-4o-mini") == 1
     assert _value(samples, "sluicegate_queue_depth", model="flaky") == 0
     assert _value(samples, "sluicegate_deployment_healthy", model="flaky", deployment="good") == 1
     assert _value(samples, "sluicegate_breaker_state", deployment="mini", state="closed") == 1

@@ -61,6 +61,27 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.first_token = Histogram(
+            "sluicegate_time_to_first_token_seconds",
+            "Streams: time from the request's arrival to the first real chunk from upstream",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.upstream = Histogram(
+            "sluicegate_upstream_duration_seconds",
+            "The answering attempt: time to the upstream's reply (streams: its first chunk)",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.overhead = Histogram(
+            "sluicegate_gateway_overhead_seconds",
+            "Non-streamed calls: total time minus the answering upstream attempt's",
+            ["route"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+            registry=self.registry,
+        )
         self.tokens = Counter(
             "sluicegate_tokens",
             "Tokens the upstream reported, by model served, org and kind (prompt, completion)",
@@ -106,6 +127,12 @@ class Metrics:
         deployment = target.deployment_id if target is not None else "-"
         self.requests.labels(route, model, deployment, org, str(status)).inc()
         self.duration.labels(route, model).observe(seconds)
+        if call.upstream_seconds is not None:
+            self.upstream.labels(model).observe(call.upstream_seconds)
+            if call.first_token_at is not None:
+                self.first_token.labels(model).observe(call.first_token_at - call.started)
+            else:
+                self.overhead.labels(route).observe(max(0.0, seconds - call.upstream_seconds))
         served = target.model if target is not None else model
         if usage is not None:
             self.tokens.labels(served, org, "prompt").inc(usage.prompt_tokens)

@@ -159,6 +159,10 @@ class Call:
     self_hosted_only: bool = False
     #: What the inspection stages decided, for headers and the audit log.
     decisions: dict[str, str] = field(default_factory=dict)
+    #: The answering upstream attempt: seconds to its reply or first real chunk, and
+    #: (streams) when that first chunk arrived (``perf_counter``).
+    upstream_seconds: float | None = None
+    first_token_at: float | None = None
     #: Upstream attempts made (set by the executor): more than one means it failed over.
     attempts: int = 0
     #: What the call cost, once settled: integer micro-dollars, and GPU-seconds if priced so.

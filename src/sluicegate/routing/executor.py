@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -182,7 +183,12 @@ class Executor:
         except BaseException:
             release(None)
             raise
-        state.observe_latency(self._time() - started)
+        elapsed = self._time() - started
+        state.observe_latency(elapsed)
+        # For metrics: the answering attempt's time to its reply (or first real chunk).
+        call.upstream_seconds = elapsed
+        if reply.stream is not None:
+            call.first_token_at = time.perf_counter()
         if reply.stream is None:
             release(False)
             return reply
