@@ -23,7 +23,7 @@ from typing import Any
 
 from sluicegate.errors import PermissionDenied
 from sluicegate.governance.budget_actions import BudgetWatch
-from sluicegate.governance.cost import cost, gpu_seconds, micro_usd
+from sluicegate.governance.cost import gpu_seconds, micro_usd
 from sluicegate.governance.limits import (
     InProcessLimitStore,
     Limit,
@@ -127,7 +127,7 @@ class Admit:
         price = self.catalogue.price_for(model, datetime.now(UTC))
         if price is not None:
             usage = UsageDetail(prompt_tokens=inputs, completion_tokens=outputs)
-            return cost(usage, price).micro_usd
+            return micro_usd(usage, price)
         group = self.router.groups.get(model)
         if group is not None and all(t.self_hosted for t in group.targets):
             return 0  # self-hosted and unpriced: counted in tokens, never blocked by dollars

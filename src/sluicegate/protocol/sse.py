@@ -17,6 +17,7 @@ __all__ = [
     "error_event",
     "event",
     "has_finish_reason",
+    "json_chunks",
 ]
 
 DONE = b"data: [DONE]\n\n"
@@ -72,6 +73,21 @@ class EventBuffer:
     @property
     def pending(self) -> bytes:
         return self._pending
+
+
+def json_chunks(events: bytes) -> list[dict[str, Any]]:
+    """The JSON objects of whole events, in order; ``[DONE]`` and undecodable data skipped."""
+    found = []
+    for payload in data_payloads(events):
+        if payload == b"[DONE]":
+            continue
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(chunk, dict):
+            found.append(chunk)
+    return found
 
 
 def data_payloads(events: bytes) -> list[bytes]:

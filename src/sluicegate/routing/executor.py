@@ -26,9 +26,6 @@ import dataclasses
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
-
-import orjson
 
 from sluicegate.errors import (
     RateLimited,
@@ -38,7 +35,7 @@ from sluicegate.errors import (
     UpstreamTimeout,
 )
 from sluicegate.pipeline.call import Call, Reply
-from sluicegate.protocol.sse import aclose, data_payloads
+from sluicegate.protocol.sse import aclose, json_chunks
 from sluicegate.routing.retry import Outcome, backoff, classify, counts_against_deployment
 from sluicegate.routing.router import ModelGroup, Router, Target
 from sluicegate.types import Endpoint
@@ -359,7 +356,7 @@ class _Transcript:
         return "".join(self.parts)
 
     def collect(self, events: bytes) -> None:
-        for chunk in _chunks(events):
+        for chunk in json_chunks(events):
             for choice in chunk.get("choices") or ():
                 delta = choice.get("delta") if isinstance(choice, dict) else None
                 if not isinstance(delta, dict):
@@ -375,25 +372,11 @@ class _Transcript:
                     self.parts.append(content)
 
 
-def _chunks(events: bytes) -> list[dict[str, Any]]:
-    found = []
-    for payload in data_payloads(events):
-        if payload == b"[DONE]":
-            continue
-        try:
-            chunk = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(chunk, dict):
-            found.append(chunk)
-    return found
-
-
 def _substantive(events: bytes) -> bool:
     """Does this carry the answer itself (text, a tool call, an end), not just the role?"""
     if b"[DONE]" in events:
         return True
-    for chunk in _chunks(events):
+    for chunk in json_chunks(events):
         if chunk.get("usage") or chunk.get("error"):
             return True
         for choice in chunk.get("choices") or ():

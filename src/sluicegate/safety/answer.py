@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import orjson
 
 from sluicegate.errors import ContentPolicyViolation
-from sluicegate.protocol.sse import aclose, data_payloads, has_finish_reason
+from sluicegate.protocol.sse import aclose, has_finish_reason, json_chunks
 from sluicegate.safety.output_checks import OutputChecks, OutputScan
 from sluicegate.safety.verdict import Decision, Verdict
 
@@ -48,14 +48,8 @@ def check_answer(
 
 def _deltas(events: bytes) -> str:
     parts: list[str] = []
-    for payload in data_payloads(events):
-        if payload == b"[DONE]":
-            continue
-        try:
-            chunk = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            continue
-        for choice in chunk.get("choices") or () if isinstance(chunk, dict) else ():
+    for chunk in json_chunks(events):
+        for choice in chunk.get("choices") or ():
             if not isinstance(choice, dict):
                 continue
             delta = choice.get("delta")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -54,7 +55,7 @@ class _Rejected(Exception):
     """The service refused our request (4xx): our config is wrong, the service is up."""
 
 
-class ModerationAdapter:
+class ModerationAdapter(ABC):
     """One moderation service behind a circuit breaker and a timeout.
 
     Subclasses say how a text becomes requests (``_requests``) and how the
@@ -135,11 +136,13 @@ class ModerationAdapter:
         self.breaker.record_success()
         return verdict
 
+    @abstractmethod
     def _requests(self, chunks: Sequence[str]) -> list[tuple[str, bytes]]:
-        raise NotImplementedError
+        """(path, body) of the request(s) that moderate these chunks."""
 
+    @abstractmethod
     def _judge(self, answers: Sequence[dict[str, Any]], chunks: int) -> Verdict:
-        raise NotImplementedError
+        """The verdict from the decoded answers; raises ``_Failed`` on nonsense."""
 
     async def _send(self, pool: Pool, requests: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
         if len(requests) == 1:
