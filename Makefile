@@ -5,12 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: run test install dev services lint typecheck unit bench clean
+.PHONY: run test install dev services promtool lint typecheck unit bench clean
 
 run: install
 	$(BIN)/sluicegate serve $(ARGS)
 
-test: dev services lint typecheck
+test: dev services promtool lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 install: $(STAMP)
@@ -33,6 +33,22 @@ $(DEVSTAMP): $(STAMP)
 
 services:
 	@bash scripts/services.sh
+
+# promtool checks deploy/monitoring's rules (tests/monitoring). Only the binary is taken
+# from Debian's prometheus package (dpkg -x, no install), so no Prometheus service is
+# installed or started; the package lists are refreshed only if the download fails.
+promtool: $(BIN)/promtool
+
+$(BIN)/promtool: | $(BIN)/python
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; chmod 755 "$$tmp"; \
+	if ! (cd "$$tmp" && { apt-get download -q prometheus || { apt-get update -q && apt-get download -q prometheus; }; }); then \
+		echo "make promtool: could not download Debian's prometheus package. As root (or with sudo):"; \
+		echo "  apt-get update && make promtool; or put a promtool binary at $(abspath $@)"; \
+		exit 1; \
+	fi; \
+	dpkg -x "$$tmp"/prometheus_*.deb "$$tmp/x"; \
+	install -m 755 "$$tmp/x/usr/bin/promtool" $@; \
+	$@ --version | head -n 1
 
 lint: dev
 	$(BIN)/ruff check src tests bench

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,15 @@ def test_metrics_count_known_traffic_exactly(upstream_url: str, tmp_path: Path) 
     assert "no-such-model" not in scraped.text
     assert _value(samples, "sluicegate_refusals_total", code="rate_limit_exceeded") == 1
     assert _value(samples, "sluicegate_failovers_total", model="flaky") == 1
+    assert _value(samples, "sluicegate_retries_total", model="flaky") == 1
+    assert _value(samples, "sluicegate_retries_total", model="gpt-4o-mini") == 0
+    failures = "sluicegate_upstream_failures_total"
+    assert _value(samples, failures, deployment="bad", code="upstream_unavailable") == 1
+    assert _value(samples, failures, deployment="good", code="upstream_unavailable") == 0
+    # Every call that reached a deployment, waiting or not (none had to wait here).
+    waited = "sluicegate_queue_wait_seconds_count"
+    assert _value(samples, waited, model="gpt-4o-mini") == 3
+    assert _value(samples, "sluicegate_queue_wait_seconds_sum", model="gpt-4o-mini") == 0
     duration = "sluicegate_request_duration_seconds_count"
     assert _value(samples, duration, route="chat", model="gpt-4o-mini") == 4
     prompt = _value(samples, "sluicegate_tokens_total", model="gpt-4o-mini", org="-", kind="prompt")
@@ -102,3 +112,42 @@ def test_metrics_count_known_traffic_exactly(upstream_url: str, tmp_path: Path) 
     assert _value(samples, "sluicegate_usage_events_submitted_total") >= 5
     assert _value(samples, "sluicegate_key_directory_available") == 1
     assert APP_KEY not in scraped.text and "sk-" not in scraped.text
+
+
+def test_queue_wait_is_measured_for_calls_that_waited(upstream_url: str, tmp_path: Path) -> None:
+    raw: dict[str, Any] = {
+        "database": {"url": sqlite_url(tmp_path)},
+        "auth": {"keys": [{"name": "app", "key": APP_KEY}]},
+        "models": [
+            {
+                "name": "one-slot",
+                "deployments": [
+                    {
+                        "provider": "openai",
+                        "base_url": f"{upstream_url}/sleep-0.4/v1",
+                        "max_concurrency": 1,
+                        "health": {"enabled": False},
+                    }
+                ],
+            }
+        ],
+    }
+    app = create_app(Config.model_validate(raw), MasterKey(MASTER_KEY, "test"))
+    auth = {"authorization": f"Bearer {APP_KEY}"}
+    chat = {"model": "one-slot", "messages": [{"role": "user", "content": "hi"}]}
+    with running(app) as url, httpx2.Client(base_url=url) as client:
+        with ThreadPoolExecutor(2) as pool:
+            calls = [
+                pool.submit(client.post, "/v1/chat/completions", json=chat, headers=auth)
+                for _ in range(2)
+            ]
+            assert [c.result().status_code for c in calls] == [200, 200]
+        scraped = client.get("/metrics", headers={"authorization": f"Bearer {MASTER_KEY}"})
+    samples = _samples(scraped.text)
+    assert _value(samples, "sluicegate_queue_wait_seconds_count", model="one-slot") == 2
+    # The second call waited for the first (0.4 s upstream) to free the only slot.
+    waited = _value(samples, "sluicegate_queue_wait_seconds_sum", model="one-slot")
+    assert 0.3 < waited < 2.0
+    assert (
+        _value(samples, "sluicegate_queue_wait_seconds_bucket", model="one-slot", le="0.001") == 1
+    )

@@ -1,4 +1,4 @@
-"""``sluicegate serve | config check | models | db | orgs | teams | keys | usage``."""
+"""``sluicegate serve | config check | models | db | orgs | teams | keys | usage | top``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from sluicegate import __version__
 from sluicegate.cli.admin import add_admin_commands, run_admin_command
+from sluicegate.cli.top import add_top_command, run_top
 from sluicegate.config import Config, ConfigError, load_config
 
 __all__ = ["main"]
@@ -43,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     db_sub.add_parser("current", help="print the applied and the latest revision")
 
     add_admin_commands(commands)
+    add_top_command(commands)
 
     evaluation = commands.add_parser("eval", help="measure the safety checks on labelled data")
     eval_sub = evaluation.add_subparsers(dest="eval_command", required=True)
@@ -89,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return verify_main(args.rest)
         if args.command in ("orgs", "teams", "keys", "usage"):
             return run_admin_command(args, _data_dir())
+        if args.command == "top":
+            return run_top(args, _data_dir)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

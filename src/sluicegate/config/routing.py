@@ -11,7 +11,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["BreakerConfig", "HealthConfig", "QueueConfig", "RetryConfig", "RoutingConfig"]
+__all__ = [
+    "BreakerConfig",
+    "EngineMetricsConfig",
+    "HealthConfig",
+    "QueueConfig",
+    "RetryConfig",
+    "RoutingConfig",
+]
 
 Strategy = Literal["round_robin", "least_outstanding", "latency", "prefix_affinity"]
 
@@ -39,6 +46,42 @@ class HealthConfig(_Strict):
         if self.path is not None and not self.path.startswith("/"):
             raise ValueError("health.path must start with '/'")
         return self
+
+
+class EngineMetricsConfig(_Strict):
+    """Scraping the serving engine's own Prometheus metrics (vLLM, TEI) for its queue.
+
+    The engine's queue counts every caller's requests, other gateway replicas'
+    included, so least-loaded routing sees load the gateway did not send itself.
+    """
+
+    path: str | None = Field(
+        None,
+        description="Path on the upstream's origin, e.g. /metrics for vLLM and TEI; "
+        "unset: no scraping",
+    )
+    interval: float = Field(2.0, gt=0, description="seconds between scrapes")
+    timeout: float = Field(1.0, gt=0, description="seconds one scrape may take")
+    stale_after: float | None = Field(
+        None,
+        gt=0,
+        description="seconds after the last good scrape when routing ignores the figures "
+        "(default: three intervals)",
+    )
+
+    @model_validator(mode="after")
+    def _absolute_path(self) -> EngineMetricsConfig:
+        if self.path is not None and not self.path.startswith("/"):
+            raise ValueError("engine_metrics.path must start with '/'")
+        if self.stale_after is not None and self.stale_after <= self.interval:
+            # Figures would lapse between two good scrapes and routing would flap.
+            raise ValueError("engine_metrics.stale_after must be longer than interval")
+        return self
+
+    @property
+    def fresh_for(self) -> float:
+        """Seconds a scrape's figures stay usable."""
+        return self.stale_after if self.stale_after is not None else 3 * self.interval
 
 
 class BreakerConfig(_Strict):

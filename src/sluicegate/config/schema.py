@@ -15,7 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from sluicegate.config.audit import AuditConfig
 from sluicegate.config.governance import GovernanceConfig, LimitsConfig
-from sluicegate.config.routing import BreakerConfig, HealthConfig, RoutingConfig
+from sluicegate.config.observability import ObservabilityConfig
+from sluicegate.config.routing import (
+    BreakerConfig,
+    EngineMetricsConfig,
+    HealthConfig,
+    RoutingConfig,
+)
 from sluicegate.config.safety import SafetyConfig
 
 __all__ = [
@@ -61,6 +67,14 @@ class _DeploymentBase(_Strict):
     timeouts: Timeouts = Timeouts()
     health: HealthConfig = HealthConfig()
     breaker: BreakerConfig = BreakerConfig()
+    engine_metrics: EngineMetricsConfig = EngineMetricsConfig()
+
+    @model_validator(mode="after")
+    def _engine_metrics_over_http(self) -> _DeploymentBase:
+        # An in-process model has no origin to scrape; refuse rather than ignore the setting.
+        if self.engine_metrics.path is not None and not hasattr(self, "base_url"):
+            raise ValueError("engine_metrics needs an HTTP deployment (one with a base_url)")
+        return self
 
 
 class OpenAIDeployment(_DeploymentBase):
@@ -202,6 +216,7 @@ class Config(_Strict):
     governance: GovernanceConfig = GovernanceConfig()
     safety: SafetyConfig = SafetyConfig()
     audit: AuditConfig = AuditConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
     models: list[ModelConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -1,25 +1,15 @@
-"""In-process request counters: cheap enough to bump on every call."""
+"""The one figure the pipeline keeps outside Prometheus: calls in progress, read at scrape time.
+
+Everything else a call leaves behind is counted once, by ``Metrics.observe``.
+"""
 
 from __future__ import annotations
-
-from collections import Counter
 
 __all__ = ["Counters"]
 
 
 class Counters:
+    __slots__ = ("in_flight",)
+
     def __init__(self) -> None:
         self.in_flight = 0
-        self.requests: Counter[tuple[str, str, int]] = Counter()
-
-    def count(self, endpoint: str, model: str, status: int) -> None:
-        self.requests[(endpoint, model, status)] += 1
-
-    def snapshot(self) -> dict[str, object]:
-        return {
-            "in_flight": self.in_flight,
-            "requests": [
-                {"endpoint": e, "model": m, "status": s, "count": n}
-                for (e, m, s), n in sorted(self.requests.items())
-            ],
-        }

@@ -13,6 +13,7 @@ gateway's own codes; never a prompt, a key or a key id.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from time import monotonic
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -94,6 +95,27 @@ class Metrics:
             ["model", "org"],
             registry=self.registry,
         )
+        self.queue_wait = Histogram(
+            "sluicegate_queue_wait_seconds",
+            "Time calls waited in their model group's fair queue for a free deployment slot "
+            "(0 for most: only calls that found every deployment busy wait)",
+            ["model"],
+            buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=self.registry,
+        )
+        self.retries = Counter(
+            "sluicegate_retries",
+            "Upstream attempts after a call's first, by model asked",
+            ["model"],
+            registry=self.registry,
+        )
+        self.upstream_failures = Counter(
+            "sluicegate_upstream_failures",
+            "Failed upstream attempts, by deployment and error code (upstream_timeout, "
+            "upstream_unreachable, rate_limit_exceeded, ...)",
+            ["deployment", "code"],
+            registry=self.registry,
+        )
         self.failovers = Counter(
             "sluicegate_failovers",
             "Calls served after at least one failed upstream attempt, by model asked",
@@ -139,8 +161,15 @@ class Metrics:
             self.tokens.labels(served, org, "completion").inc(usage.completion_tokens)
         if call.cost_micros:
             self.cost.labels(served, org).inc(call.cost_micros / 1_000_000)
-        if call.attempts > 1 and status < 400:
-            self.failovers.labels(model).inc()
+        if target is not None:
+            self.queue_wait.labels(model).observe(call.queued_seconds)
+        if call.attempts > 1:
+            self.retries.labels(model).inc(call.attempts - 1)
+            if status < 400:
+                self.failovers.labels(model).inc()
+        if call.failures is not None:
+            for failed, code in call.failures:
+                self.upstream_failures.labels(failed, code).inc()
         if status >= 400 and error is not None and target is None:
             self.refusals.labels(error).inc()
         for check, decision in call.decisions.items():
@@ -206,6 +235,7 @@ class _State(Collector):
                         [target.deployment_id, value], 1 if state.breaker.state == value else 0
                     )
         yield from (depth, healthy, outstanding, breaker)
+        yield from self._engines()
         yield from self._queues()
         if self.budget_watch is not None:
             alerts = CounterMetricFamily(
@@ -223,6 +253,39 @@ class _State(Collector):
             )
             available.add_metric([], 1 if self.directory.available else 0)
             yield available
+
+    def _engines(self) -> Iterator[Metric]:
+        """What engines report about themselves (routing.engine_load), fresh figures only:
+        a stale one would show a queue that may long be gone."""
+        waiting = GaugeMetricFamily(
+            "sluicegate_engine_requests_waiting",
+            "Requests queued in the serving engine (all its clients), as last scraped",
+            labels=["model", "deployment"],
+        )
+        running = GaugeMetricFamily(
+            "sluicegate_engine_requests_running",
+            "Requests the serving engine is running (all its clients), as last scraped",
+            labels=["model", "deployment"],
+        )
+        kv_usage = GaugeMetricFamily(
+            "sluicegate_engine_kv_cache_usage_ratio",
+            "Share of the engine's KV cache in use (0..1), as last scraped",
+            labels=["model", "deployment"],
+        )
+        now = monotonic()
+        for name, group in self.router.groups.items():
+            for target in group.targets:
+                state = target.state
+                if not state.engine_fresh(now):
+                    continue
+                labels = [name, target.deployment_id]
+                waiting.add_metric(labels, state.engine_waiting)
+                running.add_metric(labels, state.engine_running)
+                if state.engine_kv_usage is not None:
+                    kv_usage.add_metric(labels, state.engine_kv_usage)
+        for family in (waiting, running, kv_usage):
+            if family.samples:
+                yield family
 
     def _queues(self) -> Iterator[Metric]:
         for name, log in (("usage", self.usage_log), ("audit", self.audit)):

@@ -15,6 +15,9 @@ from sluicegate.governance.usage import UsageDetail
 from sluicegate.types import Endpoint, JSONObject, SSEStream
 
 if TYPE_CHECKING:
+    from opentelemetry.context import Context
+
+    from sluicegate.observability.tracing import Tracing
     from sluicegate.routing.router import Target
 
 __all__ = ["Call", "Parsed", "Principal", "Reply", "Usage"]
@@ -165,8 +168,18 @@ class Call:
     first_token_at: float | None = None
     #: Upstream attempts made (set by the executor): more than one means it failed over.
     attempts: int = 0
+    #: The failed ones, as (deployment, error code); None while there is none.
+    failures: list[tuple[str, str]] | None = None
+    #: Seconds this call waited in its model group's fair queue for a free slot.
+    queued_seconds: float = 0.0
     #: What the call cost, once settled: integer micro-dollars, and GPU-seconds if priced so.
     cost_micros: int = 0
     gpu_seconds: float = 0.0
     #: For calls no model serves (the admin API): what the terminal stage runs.
     handler: Callable[[Call], Awaitable[Reply]] | None = None
+    #: Tracing, when on: the caller's W3C traceparent, the tracer, the request span's
+    #: context, and the header lines that carry the current attempt's span upstream.
+    traceparent: str | None = None
+    tracing: Tracing | None = None
+    trace_context: Context | None = None
+    upstream_headers: bytes = b""

@@ -71,7 +71,9 @@ class Inspect:
         if guardrails.injection:
             from sluicegate.safety.injection import InjectionCheck
 
-            self.injection = InjectionCheck(threshold=guardrails.injection_threshold)
+            self.injection = InjectionCheck.build(
+                guardrails.injection_model, guardrails.injection_threshold
+            )
         self.moderation = [build_moderation(c) for c in guardrails.moderation]
         self.output = OutputChecks(guardrails.output) if guardrails.output is not None else None
 
@@ -134,7 +136,7 @@ class Inspect:
         if policy.detector is not None:
             level, mask = await self._pii(call, policy, level)
         if self.injection is not None:
-            self._guard(call)
+            await self._guard(call)
         if self.moderation:
             await self._moderate(call)
         call.data_level = level
@@ -221,9 +223,14 @@ class Inspect:
                 continue
             raise ContentPolicyViolation(verdict.check)
 
-    def _guard(self, call: Call) -> None:
+    async def _guard(self, call: Call) -> None:
         assert self.injection is not None
-        verdict = self.injection.check_messages(user_texts(call.endpoint, call.body))
+        texts = user_texts(call.endpoint, call.body)
+        if self.injection.slow:
+            # The MiniLM model costs tens of milliseconds: off the loop, as PII's NER is.
+            verdict = await asyncio.to_thread(self.injection.check_messages, texts)
+        else:
+            verdict = self.injection.check_messages(texts)
         if verdict.decision is Decision.ALLOW:
             return
         call.decisions["injection"] = f"{verdict.decision.value}:{verdict.reason}"

@@ -12,6 +12,7 @@ from typing import Any
 
 from sluicegate.audit.writer import AuditLog
 from sluicegate.errors import SluicegateError
+from sluicegate.governance.keys import PREFIX as KEY_PREFIX
 from sluicegate.governance.usage_log import UsageEvent, UsageLog
 from sluicegate.observability.access_log import AccessLog
 from sluicegate.observability.counters import Counters
@@ -33,7 +34,10 @@ class Record:
         usage: UsageLog | None = None,
         audit: AuditLog | None = None,
         metrics: Metrics | None = None,
+        *,
+        log_prompts: bool = False,
     ) -> None:
+        self.log_prompts = log_prompts
         self.counters = counters
         self.access_log = access_log
         self.usage = usage
@@ -41,19 +45,25 @@ class Record:
         self.metrics = metrics
 
     async def __call__(self, call: Call, call_next: Next) -> Reply:
-        self.counters.in_flight += 1
+        # A scrape is not load: counted, it would make an idle gateway read one call busy.
+        step = 0 if call.endpoint is Endpoint.METRICS else 1
+        counters = self.counters
+        counters.in_flight += step
         try:
             reply = await call_next(call)
         except SluicegateError as exc:
-            self.counters.in_flight -= 1
-            self._done(call, exc.status, exc.code)
+            counters.in_flight -= step
+            trail = exc.headers.get("x-sluicegate-route")
+            if trail is not None:
+                call.reply_headers.setdefault("x-sluicegate-route", trail)
+            self._done(call, exc.status, exc.code or exc.type)
             raise
         except BaseException:
-            self.counters.in_flight -= 1
+            counters.in_flight -= step
             self._done(call, 500, "internal_error")
             raise
         if reply.stream is None:
-            self.counters.in_flight -= 1
+            counters.in_flight -= step
             self._done(call, reply.status, None, reply)
         else:
             reply.on_end.append(self._stream_done(call))
@@ -68,7 +78,6 @@ class Record:
 
     def _done(self, call: Call, status: int, error: str | None, reply: Reply | None = None) -> None:
         model = call.model or "-"
-        self.counters.count(call.endpoint.value, model, status)
         usage = reply.usage if reply is not None else None
         if self.metrics is not None:
             self.metrics.observe(call, status, error, usage, time.perf_counter() - call.started)
@@ -77,25 +86,62 @@ class Record:
         if self.audit is not None and call.endpoint is not Endpoint.ADMIN:
             # Admin actions are audited by the admin API itself, with what they changed.
             self.audit.submit(_audit_entry(call, status, error, usage))
-        if self.access_log is None:
-            return
-        self.access_log.write(
-            {
-                "msg": "request",
-                "request_id": call.request_id,
-                "endpoint": call.endpoint.value,
-                "model": model,
-                "served_model": call.target.model if call.target else None,
-                "deployment": call.target.deployment_id if call.target else None,
-                "principal": call.principal.name if call.principal else None,
-                "status": status,
-                "error": error,
-                "stream": call.stream,
-                "prompt_tokens": usage.prompt_tokens if usage else None,
-                "completion_tokens": usage.completion_tokens if usage else None,
-                "latency_ms": round((time.perf_counter() - call.started) * 1000, 2),
-            }
-        )
+        if self.access_log is not None:
+            self.access_log.write(self._line(call, model, status, error, usage))
+
+    def _line(
+        self, call: Call, model: str, status: int, error: str | None, usage: Usage | None
+    ) -> dict[str, Any]:
+        """The request's log line: who, what was asked and what served it, and why it
+        ended as it did — never the prompt (unless ``logs.prompts``) nor a key."""
+        principal = call.principal
+        target = call.target
+        line: dict[str, Any] = {
+            "msg": "request",
+            "request_id": call.request_id,
+            "endpoint": call.endpoint.value,
+            "model": model,
+            "served_model": target.model if target else None,
+            "deployment": target.deployment_id if target else None,
+            "principal": principal.name if principal else None,
+            "org": principal.org if principal else None,
+            "key": KEY_PREFIX + principal.key_id if principal and principal.key_id else None,
+            "status": status,
+            "error": error,
+            "stream": call.stream,
+            "attempts": call.attempts,
+            "data_level": call.data_level,
+            "prompt_tokens": usage.prompt_tokens if usage else None,
+            "completion_tokens": usage.completion_tokens if usage else None,
+            "latency_ms": round((time.perf_counter() - call.started) * 1000, 2),
+        }
+        if call.decisions:
+            line["decisions"] = call.decisions
+        if call.failures is not None:
+            line["failed_attempts"] = [f"{deployment}:{code}" for deployment, code in call.failures]
+        route = call.reply_headers.get("x-sluicegate-route")
+        if route is not None:
+            line["route"] = route
+        if call.trace_context is not None:
+            line["trace_id"] = _trace_id(call)
+        if self.log_prompts and call.body:
+            line["request"] = _prompt(call)
+        return line
+
+
+def _trace_id(call: Call) -> str:
+    from opentelemetry import trace
+
+    return f"{trace.get_current_span(call.trace_context).get_span_context().trace_id:032x}"
+
+
+def _prompt(call: Call) -> Any:
+    """What the caller sent, as the upstream saw it (after redaction, when PII is redacted)."""
+    body = call.body
+    for field in ("messages", "prompt", "input", "query", "documents"):
+        if field in body:
+            return {field: body[field]}
+    return None
 
 
 def _outcome(call: Call, status: int, error: str | None) -> str:

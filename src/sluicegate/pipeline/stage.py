@@ -31,9 +31,18 @@ class Stage(Protocol):
 class Pipeline:
     """The one way a request reaches a provider. Routes hold nothing else."""
 
-    def __init__(self, stages: Sequence[Stage], terminal: Next) -> None:
-        self.stages = tuple(stages)
+    def __init__(
+        self,
+        stages: Sequence[Stage],
+        terminal: Next,
+        wrap: Callable[[Stage], Stage] | None = None,
+    ) -> None:
+        """``wrap`` (tracing, when on) dresses every stage, the terminal one included."""
         handler: Next = terminal
+        if wrap is not None:
+            stages = [wrap(stage) for stage in stages]
+            handler = partial(wrap(_Terminal(terminal)), call_next=_no_next)
+        self.stages = tuple(stages)
         # Bind the chain once; a request pays one call per stage and nothing more.
         for stage in reversed(self.stages):
             handler = partial(stage, call_next=handler)
@@ -41,3 +50,17 @@ class Pipeline:
 
     def run(self, call: Call) -> Awaitable[Reply]:
         return self._handler(call)
+
+
+class _Terminal:
+    name = "invoke"
+
+    def __init__(self, terminal: Next) -> None:
+        self.terminal = terminal
+
+    async def __call__(self, call: Call, call_next: Next) -> Reply:
+        return await self.terminal(call)
+
+
+async def _no_next(call: Call) -> Reply:
+    raise RuntimeError("the terminal handler has no next stage")

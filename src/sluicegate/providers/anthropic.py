@@ -56,7 +56,9 @@ class AnthropicProvider(UpstreamProvider):
         )
         name = target.deployment_id
         deadline = self.upstream.deadline()
-        resp = await self.upstream.post("/v1/messages", orjson.dumps(request), name)
+        resp = await self.upstream.post(
+            "/v1/messages", orjson.dumps(request), name, call.upstream_headers
+        )
 
         if call.stream:
             if not is_event_stream(resp):

@@ -54,7 +54,7 @@ class OpenAICompatProvider(UpstreamProvider):
             payload = orjson.dumps({**call.body, "model": target.upstream_model})
         name = target.deployment_id
         deadline = self.upstream.deadline()
-        resp = await self.upstream.post(_PATHS[call.endpoint], payload, name)
+        resp = await self.upstream.post(_PATHS[call.endpoint], payload, name, call.upstream_headers)
         if call.stream and is_event_stream(resp):
             reply = Reply(served_model=target.upstream_model)
             reply.stream = self._relay(resp, reply, name, deadline, _expected_ends(call))

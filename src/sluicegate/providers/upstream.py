@@ -84,14 +84,19 @@ class Upstream:
             return False
         return resp.status < 500
 
-    async def post(self, path: str, payload: bytes, name: str) -> Response:
-        """Send; return once a 200's headers are in. Anything else raises our error."""
+    async def post(self, path: str, payload: bytes, name: str, extra: bytes = b"") -> Response:
+        """Send; return once a 200's headers are in. Anything else raises our error.
+        ``extra`` holds this call's own header lines (a traceparent), CRLF-terminated."""
         if self._pool is None:
             raise UpstreamError("The provider is not started.")
         first_byte = min(self.timeouts.first_byte, self.timeouts.total)
         try:
             resp = await self._pool.request(
-                "POST", path, self._headers, payload, first_byte=first_byte
+                "POST",
+                path,
+                self._headers + extra if extra else self._headers,
+                payload,
+                first_byte=first_byte,
             )
         except ReadTimeout as exc:
             raise UpstreamTimeout(

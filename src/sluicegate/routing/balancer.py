@@ -11,6 +11,12 @@ beyond what the strategy needs:
 - ``least_outstanding``: the lowest outstanding/weight; ties go to the deployment
   picked least recently, so an idle group is served in turn.
 - ``latency``: the lowest latency EWMA * (outstanding + 1) / weight; see ``Latency``.
+
+Where a deployment's engine reports its own queue (``engine_metrics``) and the
+figures are fresh, both count the larger of the engine's waiting + running
+requests and the calls this gateway has out (``DeploymentState.load``): the
+engine's queue includes every other gateway replica's calls. Deployments without
+engine figures cost one attribute check more.
 - ``prefix_affinity``: calls sharing a leading prompt go to the same replica (its
   prefix cache stays warm) by rendezvous hashing, bounded by load; see ``PrefixAffinity``.
 """
@@ -21,6 +27,7 @@ import random
 import zlib
 from collections.abc import Sequence
 from math import log
+from time import monotonic
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sluicegate.config.routing import RoutingConfig
@@ -86,7 +93,9 @@ class LeastOutstanding:
         best_load = 0.0
         best_last = 0
         for target in candidates:
-            load = target.state.outstanding / target.weight
+            state = target.state
+            busy = state.outstanding if state.engine_seen_at is None else state.load(monotonic())
+            load = busy / target.weight
             seen = last.get(target.deployment_id, -1)
             if best is None or load < best_load or (load == best_load and seen < best_last):
                 best, best_load, best_last = target, load, seen
@@ -99,9 +108,10 @@ class LeastOutstanding:
 class Latency:
     """The fastest deployment, judged by latency EWMA (time to first token for streams).
 
-    The cost is EWMA * (outstanding + 1) / weight: the EWMA only moves when calls
-    finish, so without the outstanding factor a burst would pile onto one deployment
-    before its latency shows it. A deployment never measured goes first while it has
+    The cost is EWMA * (load + 1) / weight, load being the calls out (or the engine's
+    queue, see the module docstring): the EWMA only moves when calls finish, so
+    without the load factor a burst would pile onto one deployment before its
+    latency shows it. A deployment never measured goes first while it has
     no call in flight, one trial call at a time (so a cold start spreads out, and an
     untried deployment that is slow to answer does not collect every call until its
     first answer); with its trial out it waits behind the measured ones.
@@ -129,8 +139,11 @@ class Latency:
             seen = last.get(target.deployment_id, -1)
             if stale is None or seen < stale_last:
                 stale, stale_last = target, seen
-            ewma = target.state.latency_ewma
-            busy = target.state.outstanding + 1
+            state = target.state
+            ewma = state.latency_ewma
+            busy = (
+                state.outstanding if state.engine_seen_at is None else state.load(monotonic())
+            ) + 1
             if ewma is not None:
                 cost = ewma * busy / target.weight
             elif busy == 1:

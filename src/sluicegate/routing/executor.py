@@ -25,7 +25,8 @@ import asyncio
 import dataclasses
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Protocol
 
 from sluicegate.errors import (
     RateLimited,
@@ -34,11 +35,15 @@ from sluicegate.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from sluicegate.observability.tracing import end_attempt
 from sluicegate.pipeline.call import Call, Reply
 from sluicegate.protocol.sse import aclose, json_chunks
 from sluicegate.routing.retry import Outcome, backoff, classify, counts_against_deployment
 from sluicegate.routing.router import ModelGroup, Router, Target
 from sluicegate.types import Endpoint
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 __all__ = ["Executor"]
 
@@ -97,6 +102,9 @@ class Executor:
                     reply = await self._attempt(call, group, target, "")
                 except SluicegateError as exc:
                     trail.append(f"{target.deployment_id}:{exc.status}")
+                    if call.failures is None:
+                        call.failures = []
+                    call.failures.append((target.deployment_id, exc.code or exc.type))
                     last = exc
                     outcome = classify(exc)
                     if outcome is Outcome.FATAL:
@@ -163,19 +171,26 @@ class Executor:
                     return target
                 continue
             tenant = call.principal.name if call.principal else "-"
-            await group.queue.wait(tenant, call.priority, budget_end)
+            waited = now
+            try:
+                await group.queue.wait(tenant, call.priority, budget_end)
+            finally:
+                call.queued_seconds += self._time() - waited
             woken = True
 
     async def _attempt(self, call: Call, group: ModelGroup, target: Target, prefix: str) -> Reply:
         state = target.state
         state.started()
         started = self._time()
-        release = _releaser(group, target)
+        span = (
+            call.tracing.attempt(call, target, call.attempts) if call.tracing is not None else None
+        )
+        release = _releaser(group, target, span)
         try:
             reply = await target.provider.send(call)
             first = await _first_chunk(reply, target) if reply.stream is not None else b""
         except SluicegateError as exc:
-            release(True if counts_against_deployment(exc) else None)
+            release(True if counts_against_deployment(exc) else None, exc)
             raise
         except BaseException:
             release(None)
@@ -200,7 +215,7 @@ class Executor:
         reply: Reply,
         inner: AsyncIterator[bytes],
         first: bytes,
-        release: Callable[[bool | None], None],
+        release: Release,
         prefix: str,
     ) -> AsyncIterator[bytes]:
         sent = (
@@ -219,7 +234,7 @@ class Executor:
                 yield events
             failed = False
         except SluicegateError as exc:
-            release(True if counts_against_deployment(exc) else None)
+            release(True if counts_against_deployment(exc) else None, exc)
             if sent is None or not sent.resumable:
                 raise
             resumed = self._continue(call, group, target, reply, sent.text(), exc)
@@ -289,16 +304,23 @@ class Executor:
         return backoff(group.retry, retries, self.rng)
 
 
-def _releaser(group: ModelGroup, target: Target) -> Callable[[bool | None], None]:
+class Release(Protocol):
+    def __call__(self, failed: bool | None, error: SluicegateError | None = None) -> None: ...
+
+
+def _releaser(group: ModelGroup, target: Target, span: Span | None) -> Release:
     """Frees the slot exactly once and tells the breaker: True failed, False succeeded,
-    None neither (a client error or a caller that left says nothing about the deployment)."""
+    None neither (a client error or a caller that left says nothing about the deployment).
+    Ends the attempt's span too, when tracing."""
     done = False
 
-    def release(failed: bool | None) -> None:
+    def release(failed: bool | None, error: SluicegateError | None = None) -> None:
         nonlocal done
         if done:
             return
         done = True
+        if span is not None:
+            end_attempt(span, failed, error)
         target.state.finished()
         if failed is True:
             target.state.breaker.record_failure()

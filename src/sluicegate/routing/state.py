@@ -1,4 +1,11 @@
-"""What routing knows about one deployment right now: load, latency, health, breaker."""
+"""What routing knows about one deployment right now: load, latency, health, breaker.
+
+Engine figures (``engine_*``) are what the serving engine itself last reported on
+its metrics endpoint (``routing.engine_load``): its whole queue, other gateways'
+calls included. They are written by the scraper only, and read on the hot path
+as plain attributes; ``engine_seen_at`` is ``time.monotonic()`` of the last good
+scrape, None when there is none.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,18 @@ _EWMA_WEIGHT = 0.3  # weight of the newest latency sample
 
 
 class DeploymentState:
-    __slots__ = ("breaker", "healthy", "latency_ewma", "max_concurrency", "outstanding")
+    __slots__ = (
+        "breaker",
+        "engine_fresh_for",
+        "engine_kv_usage",
+        "engine_running",
+        "engine_seen_at",
+        "engine_waiting",
+        "healthy",
+        "latency_ewma",
+        "max_concurrency",
+        "outstanding",
+    )
 
     def __init__(self, deployment: Deployment) -> None:
         self.outstanding = 0
@@ -19,6 +37,11 @@ class DeploymentState:
         self.latency_ewma: float | None = None
         self.healthy = True
         self.breaker = CircuitBreaker(deployment.breaker)
+        self.engine_waiting = 0.0
+        self.engine_running = 0.0
+        self.engine_kv_usage: float | None = None
+        self.engine_seen_at: float | None = None
+        self.engine_fresh_for = deployment.engine_metrics.fresh_for
 
     def available(self) -> bool:
         """In rotation: health checks pass and the breaker lets calls through."""
@@ -38,3 +61,35 @@ class DeploymentState:
         self.latency_ewma = (
             seconds if previous is None else previous + _EWMA_WEIGHT * (seconds - previous)
         )
+
+    def engine_scraped(
+        self, waiting: float, running: float, kv_usage: float | None, now: float
+    ) -> None:
+        self.engine_waiting = waiting
+        self.engine_running = running
+        self.engine_kv_usage = kv_usage
+        self.engine_seen_at = now
+
+    def engine_lost(self) -> None:
+        """The engine's figures are gone (a failed scrape, or none found): own counts only."""
+        self.engine_seen_at = None
+        self.engine_kv_usage = None
+
+    def engine_fresh(self, now: float) -> bool:
+        seen = self.engine_seen_at
+        return seen is not None and now - seen <= self.engine_fresh_for
+
+    def engine_load(self, now: float) -> float | None:
+        """Requests the engine holds (waiting + running); None when unknown or stale."""
+        seen = self.engine_seen_at
+        if seen is None or now - seen > self.engine_fresh_for:
+            return None
+        return self.engine_waiting + self.engine_running
+
+    def load(self, now: float) -> float:
+        """Calls on the deployment for balancing: the engine's own queue when fresh, since
+        other gateways' calls share it, but never less than the calls this gateway has out
+        (the engine's figures lag by up to one scrape interval)."""
+        engine = self.engine_load(now)
+        outstanding = self.outstanding
+        return outstanding if engine is None or engine < outstanding else engine

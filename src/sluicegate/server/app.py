@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from opentelemetry.sdk.trace.export import SpanExporter
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
@@ -17,8 +18,15 @@ from sluicegate.server.routes import ROUTES
 __all__ = ["create_app"]
 
 
-def create_app(config: Config, master_key: MasterKey | None = None) -> Starlette:
-    gw = Gateway(config, master_key or resolve_master_key(config))
+def create_app(
+    config: Config,
+    master_key: MasterKey | None = None,
+    *,
+    span_exporter: SpanExporter | None = None,
+) -> Starlette:
+    """``span_exporter`` turns tracing on and receives each span as it ends, instead of
+    the exporter the ``OTEL_*`` environment names (for tests and embedding)."""
+    gw = Gateway(config, master_key or resolve_master_key(config), span_exporter)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

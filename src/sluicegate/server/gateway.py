@@ -11,6 +11,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from opentelemetry.sdk.trace.export import SpanExporter
 from starlette.requests import Request
 
 from sluicegate.audit.store import AuditError, Rotation
@@ -28,6 +29,7 @@ from sluicegate.governance.usage_log import UsageLog
 from sluicegate.observability.access_log import AccessLog
 from sluicegate.observability.counters import Counters
 from sluicegate.observability.metrics import Metrics
+from sluicegate.observability.tracing import build_tracing
 from sluicegate.pipeline.admit import Admit
 from sluicegate.pipeline.authenticate import Authenticate, KeyRing
 from sluicegate.pipeline.drain import Drain, DrainGate
@@ -38,6 +40,7 @@ from sluicegate.pipeline.parse import Parse
 from sluicegate.pipeline.record import Record
 from sluicegate.pipeline.route import Route
 from sluicegate.pipeline.stage import Pipeline
+from sluicegate.routing.engine_load import EngineLoadMonitor
 from sluicegate.routing.health import HealthMonitor
 from sluicegate.routing.router import Router
 from sluicegate.storage.database import Database, database_url
@@ -77,7 +80,9 @@ def resolve_master_key(config: Config) -> MasterKey:
 class Gateway:
     """Config, router, pipeline and counters of one running gateway."""
 
-    def __init__(self, config: Config, master_key: MasterKey) -> None:
+    def __init__(
+        self, config: Config, master_key: MasterKey, span_exporter: SpanExporter | None = None
+    ) -> None:
         self.config = config
         self.max_body_bytes = config.server.max_body_bytes
         self.router = Router(config)
@@ -141,9 +146,18 @@ class Gateway:
             budget_watch=self.budget_watch,
             directory=self.directory,
         )
+        self.tracing = build_tracing(config.observability.tracing, span_exporter)
         self.pipeline = Pipeline(
             stages=[
-                Record(self.counters, self.access_log, self.usage_log, self.audit, self.metrics),
+                *([self.tracing.root()] if self.tracing is not None else []),
+                Record(
+                    self.counters,
+                    self.access_log,
+                    self.usage_log,
+                    self.audit,
+                    self.metrics,
+                    log_prompts=config.observability.logs.prompts,
+                ),
                 DrainGate(self.drain, self.audit),
                 *([self.client_guard] if self.client_guard is not None else []),
                 Authenticate(self.directory),
@@ -154,8 +168,10 @@ class Gateway:
                 self.inspect,
             ],
             terminal=Invoke(self.router),
+            wrap=self.tracing.wrap if self.tracing is not None else None,
         )
         self.health = HealthMonitor(list(self.router.targets()))
+        self.engine_load = EngineLoadMonitor(list(self.router.targets()))
         self._ready_cache: tuple[float, dict[str, dict[str, bool]]] | None = None
 
     async def start(self) -> None:
@@ -172,6 +188,7 @@ class Gateway:
         await asyncio.gather(*(target.provider.start() for target in self.router.targets()))
         # Providers first: one not yet started would look unhealthy and leave rotation.
         await self.health.start()
+        await self.engine_load.start()
         # Everything made so far lives as long as the process: keep it out of the cyclic
         # collector, whose full passes over it cost ~15 ms pauses under load.
         gc.collect()
@@ -179,6 +196,7 @@ class Gateway:
 
     async def close(self) -> None:
         await self.health.close()
+        await self.engine_load.close()
         await asyncio.gather(
             *(target.provider.close() for target in self.router.targets()), return_exceptions=True
         )
@@ -195,6 +213,8 @@ class Gateway:
         self.database.close()
         if self.access_log is not None:
             self.access_log.flush()
+        if self.tracing is not None:
+            await self.tracing.close()
 
     async def readiness(self) -> dict[str, dict[str, bool]]:
         """Which deployments can serve, by model: a live probe (cached for a second) passes

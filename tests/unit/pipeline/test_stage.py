@@ -8,7 +8,7 @@ import pytest
 
 from sluicegate.errors import InvalidRequest
 from sluicegate.pipeline.call import Call, Reply
-from sluicegate.pipeline.stage import Next, Pipeline
+from sluicegate.pipeline.stage import Next, Pipeline, Stage
 from sluicegate.types import Endpoint
 
 
@@ -107,3 +107,38 @@ def test_stages_list_is_frozen_at_build_time() -> None:
     run(pipeline, call())
     assert "late>" not in log
     assert isinstance(pipeline.stages, tuple)
+
+
+def test_wrap_dresses_every_stage_and_the_terminal() -> None:
+    log: list[str] = []
+
+    class Dressed:
+        def __init__(self, stage: Stage) -> None:
+            self.stage = stage
+            self.name = stage.name
+
+        async def __call__(self, call: Call, call_next: Next) -> Reply:
+            log.append(f"[{self.name}")
+            try:
+                return await self.stage(call, call_next)
+            finally:
+                log.append(f"{self.name}]")
+
+    def dress(stage: Stage) -> Stage:
+        return Dressed(stage)
+
+    stages = [Recorder(n, log) for n in ("first", "second")]
+    run(Pipeline(stages, terminal_for(log), wrap=dress), call())
+    assert log == [
+        "[first",
+        "first>",
+        "[second",
+        "second>",
+        "[invoke",
+        "terminal",
+        "invoke]",
+        "<second",
+        "second]",
+        "<first",
+        "first]",
+    ]

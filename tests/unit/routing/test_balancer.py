@@ -27,9 +27,14 @@ from sluicegate.routing.state import DeploymentState
 from sluicegate.types import Endpoint
 
 
-def target(deployment_id: str, weight: int = 1) -> Target:
+def target(deployment_id: str, weight: int = 1, **settings: Any) -> Target:
+    """A deployment of model "m" that is never called; ``settings`` go to its config."""
     dep = OpenAIDeployment(
-        provider="openai", base_url="http://127.0.0.1:9/v1", id=deployment_id, weight=weight
+        provider="openai",
+        base_url="http://127.0.0.1:9/v1",
+        id=deployment_id,
+        weight=weight,
+        **settings,
     )
     model = ModelConfig(name="m", deployments=[dep])
     return Target(

@@ -91,13 +91,13 @@ def test_very_long_input_is_checked_in_bounded_work(check):
 
 def test_recall_and_false_positives_on_the_held_out_slice(check, rows):
     # The slice is 50 attacks and 50 benign rows from sets the model was not trained on.
-    # Measured: recall 0.56, false positives 0.04; the floors leave a little room.
+    # Measured: recall 0.86, false positives 0.04; the floors leave a little room.
     attacks = [r for r in rows if r["attack"]]
     benign = [r for r in rows if not r["attack"]]
     blocked = {id(r) for r in rows if check.check(str(r["text"])).decision is Decision.BLOCK}
     recall = sum(id(r) in blocked for r in attacks) / len(attacks)
     false_positives = sum(id(r) in blocked for r in benign) / len(benign)
-    assert recall >= 0.50
+    assert recall >= 0.80
     assert false_positives <= 0.08
 
 

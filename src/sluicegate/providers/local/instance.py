@@ -23,6 +23,38 @@ __all__ = ["LlamaInstance", "ModelLoadFailed", "Progress"]
 log = logging.getLogger("sluicegate")
 
 
+_guarded = False
+
+
+def _avoid_amx_repacking() -> None:
+    """On CPUs with AMX, load weights without llama.cpp's extra buffer types.
+
+    llama.cpp repacks quantised weights into an AMX buffer there, and its AMX matrix
+    multiply segfaults on the first batch of more than one token (ggml-org/llama.cpp
+    #20824, seen here with SmolLM2 Q4_1 on a Sapphire Rapids-class CPU). Without the
+    extra buffer types the plain CPU kernels (AVX-512/AVX2) run instead. Other CPUs
+    keep the repacked kernels. llama-cpp-python has no argument for this, so its
+    default model parameters are wrapped, once, before the first load.
+    """
+    global _guarded
+    if _guarded:
+        return
+    _guarded = True
+    import llama_cpp
+
+    if b"AMX_INT8 = 1" not in llama_cpp.llama_print_system_info():
+        return
+    defaults = llama_cpp.llama_cpp.llama_model_default_params
+
+    def without_extra_buffers() -> Any:
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    llama_cpp.llama_cpp.llama_model_default_params = without_extra_buffers
+    log.info("AMX CPU: llama.cpp weight repacking off (llama.cpp#20824)")
+
+
 class ModelLoadFailed(RuntimeError):
     """The GGUF file would not load; the cause is chained."""
 
@@ -104,6 +136,7 @@ class LlamaInstance:
             try:
                 from llama_cpp import Llama
 
+                _avoid_amx_repacking()
                 llama = Llama(
                     model_path=str(self.file),
                     n_ctx=self.context_length,

@@ -7,7 +7,11 @@ Layers, cheapest first:
    rot13 reading when rot13 markers appear ("gur", "vtaber"...);
 3. patterns (``heuristics``) on every view, with spaced letters and leetspeak folded;
    an override or exfiltration pattern blocks on its own;
-4. the classifier on every view (pattern hits are among its features).
+4. the classifier on every view (pattern hits are among its features);
+5. optionally (``injection_model: minilm``), logistic regression on MiniLM embeddings
+   of each view's 256-token windows, stacked with the classifier (``embedding``).
+   It costs a MiniLM forward pass, so ``slow`` is set and callers run the check on
+   a worker thread.
 
 Long inputs: patterns and decoding read the first and last 32 K characters
 (``heuristics.SCAN_CHARS``); the classifier reads the first and last 4 K
@@ -19,8 +23,10 @@ long message cannot hide another.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from sluicegate.safety.injection import heuristics
 from sluicegate.safety.injection.features import hashed, prepare
@@ -33,7 +39,14 @@ from sluicegate.safety.injection.normalize import (
 )
 from sluicegate.safety.verdict import Decision, Verdict
 
-__all__ = ["CHECK_NAME", "STRONG_SCORE", "Assessment", "InjectionCheck"]
+if TYPE_CHECKING:
+    from sluicegate.safety.injection.embedding import EmbeddingModel, WindowEncoder
+
+__all__ = ["CHECK_NAME", "STRONG_SCORE", "Assessment", "InjectionCheck", "ModelKind"]
+
+#: ngram: patterns and the n-gram classifier (sub-millisecond); minilm: plus the
+#: embedding classifier stacked on it (a MiniLM forward pass per 256-token window).
+ModelKind = Literal["ngram", "minilm"]
 
 log = logging.getLogger("sluicegate")
 
@@ -67,10 +80,39 @@ class InjectionCheck:
 
     name = CHECK_NAME
 
-    def __init__(self, model: LinearModel | None = None, threshold: float | None = None) -> None:
+    def __init__(
+        self,
+        model: LinearModel | None = None,
+        threshold: float | None = None,
+        embedding: EmbeddingModel | None = None,
+        encoder: WindowEncoder | None = None,
+    ) -> None:
         self.model = model if model is not None else LinearModel.load(MODEL_FILE)
+        self.embedding = embedding
+        self.encoder = encoder
+        if embedding is not None and encoder is None:
+            from sluicegate.safety.injection.embedding import WindowEncoder
+
+            self.encoder = WindowEncoder()
+        default = embedding.threshold if embedding is not None else self.model.threshold
         #: Block at or above this score; the model's own (picked on training data) by default.
-        self.threshold = self.model.threshold if threshold is None else threshold
+        self.threshold = default if threshold is None else threshold
+
+    @classmethod
+    def build(cls, kind: ModelKind = "ngram", threshold: float | None = None) -> InjectionCheck:
+        """The shipped check of that kind, its models loaded (call at start-up)."""
+        if kind == "ngram":
+            return cls(threshold=threshold)
+        from sluicegate.safety.injection.embedding import EmbeddingModel, WindowEncoder
+
+        encoder = WindowEncoder()
+        encoder.load()
+        return cls(threshold=threshold, embedding=EmbeddingModel.load(), encoder=encoder)
+
+    @property
+    def slow(self) -> bool:
+        """Whether a check costs milliseconds of CPU (run it off the event loop)."""
+        return self.embedding is not None
 
     def assess(self, text: str) -> Assessment:
         half = heuristics.SCAN_CHARS // 2
@@ -82,10 +124,21 @@ class InjectionCheck:
             rotated = rot13_view(base)
             if rotated is not None:
                 views.append(rotated)
-        families, probability = self._layers(base)
+        texts = [base, *views]
+        layers = [self._layers(view) for view in texts]
+        margins = [margin for _, margin in layers]
+        if self.embedding is not None and self.encoder is not None:
+            vectors = self.encoder.vectors(texts)
+            embedding = self.embedding
+            scores = [
+                embedding.probability(m, embedding.margin(v))
+                for m, v in zip(margins, vectors, strict=True)
+            ]
+        else:
+            scores = [_sigmoid(m) for m in margins]
+        families, probability = layers[0][0], scores[0]
         worst_decoded = False
-        for view in views:
-            found, p = self._layers(view)
+        for (found, _), p in zip(layers[1:], scores[1:], strict=True):
             if found - families or p > probability:
                 worst_decoded = True
             families |= found
@@ -124,10 +177,18 @@ class InjectionCheck:
         return worst or Verdict(CHECK_NAME, Decision.ALLOW, 0.0, "no text")
 
     def _layers(self, view: str) -> tuple[set[str], float]:
-        """Pattern families and the classifier's probability for one view."""
+        """Pattern families and the n-gram classifier's margin (log-odds) for one view."""
         folded = fold_obfuscation(view)
         prepared = prepare(folded, heuristics.SCAN_CHARS)
         families = set(heuristics.hits(prepared))
         # The usual case: nothing to fold, so the classifier reuses the prepared text.
         features = hashed(prepared if folded is view else view)
-        return families, self.model.probability(features, families)
+        return families, self.model.margin(features, families)
+
+
+def _sigmoid(margin: float) -> float:
+    # Written out rather than with numpy: one scalar, and no overflow warning at -1000.
+    if margin >= 0:
+        return 1.0 / (1.0 + math.exp(-margin))
+    z = math.exp(margin)
+    return z / (1.0 + z)

@@ -1,9 +1,10 @@
 """``sluicegate eval injection DATA_DIR``: recall per attack set, false positives per benign set.
 
 Reads the labelled sets that ``datasets.SETS`` names from DATA_DIR, runs the shipped
-check (every layer, the shipped threshold) on each row and prints one line per set
-and label, plus the finer groups inside a set (PIGuard's sources). Sets the shipped
-model was trained on are marked: their figures are not a measure of generalisation.
+check (every layer, the shipped threshold; ``--kind minilm`` adds the MiniLM model) on
+each row and prints one line per set and label, plus the finer groups inside a set
+(PIGuard's sources). Sets the shipped model was trained on are marked: their figures
+are not a measure of generalisation.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from sluicegate.safety.injection.check import InjectionCheck
 from sluicegate.safety.injection.datasets import LabelledSet, load_all
+from sluicegate.safety.injection.embedding import EMBEDDING_FILE, EmbeddingModel
 from sluicegate.safety.injection.model import MODEL_FILE, LinearModel
 from sluicegate.safety.verdict import Decision
 
@@ -80,6 +82,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=MODEL_FILE, help="model file (.npz)")
     parser.add_argument("--threshold", type=float, help="override the model's threshold")
     parser.add_argument(
+        "--kind",
+        choices=("ngram", "minilm"),
+        default="ngram",
+        help="safety.guardrails.injection_model",
+    )
+    parser.add_argument(
+        "--embedding", type=Path, default=EMBEDDING_FILE, help="MiniLM model file (.npz)"
+    )
+    parser.add_argument(
         "--timing", action="store_true", help="also time one ~500-token benign prompt"
     )
     args = parser.parse_args(argv)
@@ -88,15 +99,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"no injection sets found in {args.data_dir}", file=sys.stderr)
         return 2
     model = LinearModel.load(args.model)
-    check = InjectionCheck(model, args.threshold)
+    if args.kind == "minilm":
+        from sluicegate.safety.injection.embedding import WindowEncoder
+
+        embedding = EmbeddingModel.load(args.embedding)
+        check = InjectionCheck(model, args.threshold, embedding, WindowEncoder())
+    else:
+        check = InjectionCheck(model, args.threshold)
     trained_on = frozenset(model.info.get("trained_on", "").split(","))
     started = time.perf_counter()
     figures = evaluate(check, sets, trained_on)
     elapsed = time.perf_counter() - started
     rows = sum(len(s.examples) for s in sets)
-    print(
-        f"model {args.model.name}: threshold {check.threshold:.3f}; {model.info.get('summary', '')}"
-    )
+    name = args.model.name + (f" + {args.embedding.name}" if check.slow else "")
+    print(f"model {name}: threshold {check.threshold:.3f}; {model.info.get('summary', '')}")
     print(format_figures(figures))
     print(f"{rows} rows in {elapsed:.2f} s ({elapsed / rows * 1e6:.0f} µs a row, all layers)")
     if args.timing:
@@ -105,7 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def timing(check: InjectionCheck, sets: Sequence[LabelledSet]) -> str:
-    """Best-of-seven time of one check on benign rows joined to ~2,700 characters.
+    """Best-of-seven wall time and mean CPU time of one check on benign rows joined to ~2,700
+    characters.
 
     2,700 characters of this English and German text is about 500 tokens for the
     bundled MiniLM WordPiece tokenizer (and for GPT-style tokenizers, roughly).
@@ -116,8 +133,15 @@ def timing(check: InjectionCheck, sets: Sequence[LabelledSet]) -> str:
         if len(prompt) >= PROMPT_CHARS:
             break
         prompt += text + "\n"
-    best = min(timeit.repeat(lambda: check.check(prompt), number=50, repeat=7)) / 50
-    return f"one {len(prompt)}-character benign prompt: {best * 1e6:.0f} µs (best of 7 x 50)"
+    runs = 5 if check.slow else 50
+    check.check(prompt)  # loads what loads lazily
+    cpu = time.process_time()
+    best = min(timeit.repeat(lambda: check.check(prompt), number=runs, repeat=7)) / runs
+    cpu = (time.process_time() - cpu) / (7 * runs)
+    return (
+        f"one {len(prompt)}-character benign prompt: {best * 1e6:.0f} µs wall "
+        f"(best of 7 x {runs}), {cpu * 1e6:.0f} µs CPU (mean)"
+    )
 
 
 #: About 500 tokens of English prose.

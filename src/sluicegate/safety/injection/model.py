@@ -75,6 +75,10 @@ class LinearModel:
 
     def probability(self, hashed: Hashed, families: Collection[str]) -> float:
         """P(attack) for a text's buckets and the pattern families it matched."""
+        return float(1.0 / (1.0 + np.exp(-self.margin(hashed, families))))
+
+    def margin(self, hashed: Hashed, families: Collection[str]) -> float:
+        """The log-odds behind ``probability`` (what the stacked embedding model reads)."""
         margin = self.bias
         margin += self._unique_sum(hashed.chars)
         margin += self._unique_sum(hashed.words)
@@ -82,7 +86,7 @@ class LinearModel:
         for k, name in enumerate(self.families):
             if name in families:
                 margin += float(self.weights[base + k])
-        return float(1.0 / (1.0 + np.exp(-margin)))
+        return margin
 
     def _unique_sum(self, buckets: Indices) -> float:
         """Sum of the weights of the distinct buckets, over sqrt(how many are distinct).

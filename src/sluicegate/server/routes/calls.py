@@ -32,7 +32,7 @@ def new_call(
             # The proxy we trust appends the address it saw: the last entry is the client.
             host = forwarded.rsplit(",", 1)[-1].strip() or host
     reader = partial(read_limited, request, gw.max_body_bytes) if parser is not None else None
-    return Call(
+    call = Call(
         request_id=request.scope["state"]["request_id"],
         endpoint=endpoint,
         read_body=reader,
@@ -42,6 +42,9 @@ def new_call(
         priority=1 if request.headers.get("x-sluicegate-priority") == "batch" else 0,
         declared_level=request.headers.get(gw.level_header),
     )
+    if gw.tracing is not None:
+        call.traceparent = request.headers.get("traceparent")
+    return call
 
 
 async def run(request: Request, call: Call) -> Reply:
