@@ -20,6 +20,7 @@ deployments: ``{base}/{mode}/v1/chat/completions``. Modes:
   S seconds later
 - ``late-S``: streams the first chunk, idles S seconds, then sends the rest of the answer
   and ``[DONE]`` in one write (so a reader gets the end of the stream in a single read)
+- ``leak``: like ``ok``, and the answer goes on with PII the caller never sent (``LEAK``)
 - any other mode (``ok2``...) behaves like ``ok``: a second deployment on the same server
 
 Every request's path, headers, decoded body and raw body bytes are kept in ``seen``.
@@ -42,6 +43,8 @@ from starlette.routing import Route
 __all__ = ["SEEN", "app"]
 
 SEEN: list[dict[str, Any]] = []
+#: What mode ``leak`` adds to its answer: an email, an SSN and a card number.
+LEAK = " Also write to jane.roe@example.org (SSN 536-90-4399, card 4111 1111 1111 1111)."
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -56,7 +59,9 @@ def _error(status: int, message: str, code: str | None = None) -> Response:
     return _json(body, status, headers)
 
 
-def _reply_text(body: dict[str, Any]) -> str:
+def _reply_text(body: dict[str, Any], mode: str = "ok") -> str:
+    if mode == "leak":
+        return _reply_text(body) + LEAK
     messages = body.get("messages") or []
     for message in reversed(messages):
         if message.get("role") == "user":
@@ -83,7 +88,7 @@ def _chunk(body: dict[str, Any], delta: dict[str, Any], finish: str | None) -> d
 
 
 async def _stream(body: dict[str, Any], mode: str) -> AsyncIterator[bytes]:
-    text = _reply_text(body)
+    text = _reply_text(body, mode)
     words = text.split(" ")
     yield (
         b"data: " + orjson.dumps(_chunk(body, {"role": "assistant", "content": ""}, None)) + b"\n\n"
@@ -145,7 +150,7 @@ async def chat(request: Request) -> Response:
         return StreamingResponse(_late(body, seconds), media_type="text/event-stream")
     if body.get("stream") and mode != "nostream":
         return StreamingResponse(_stream(body, mode), media_type="text/event-stream")
-    text = _reply_text(body)
+    text = _reply_text(body, mode)
     message: dict[str, Any] = {"role": "assistant", "content": text}
     finish = "stop"
     if body.get("tools"):

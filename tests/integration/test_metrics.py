@@ -86,6 +86,7 @@ def test_metrics_count_known_traffic_exactly(upstream_url: str, tmp_path: Path) 
     )
     assert "no-such-model" not in scraped.text
     assert _value(samples, "sluicegate_refusals_total", code="rate_limit_exceeded") == 1
+    assert _value(samples, "sluicegate_limit_refusals_total", scope="key", limit="rpm") == 1
     assert _value(samples, "sluicegate_failovers_total", model="flaky") == 1
     assert _value(samples, "sluicegate_retries_total", model="flaky") == 1
     assert _value(samples, "sluicegate_retries_total", model="gpt-4o-mini") == 0

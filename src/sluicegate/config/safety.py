@@ -78,6 +78,12 @@ class PiiConfig(_Strict):
         description="entity types to look for (default: all); without PERSON, LOCATION and "
         "ORGANIZATION no NER model runs (about 50 µs instead of 60 ms a prompt)",
     )
+    answers: Literal["off", "detect", "redact", "block"] = Field(
+        "off",
+        description="PII in answers that the caller did not send: off; detect (count); redact "
+        "(<EMAIL_ADDRESS_REDACTED>); block (400, or a stream's in-band error before the PII "
+        "is sent)",
+    )
 
     @field_validator("entities")
     @classmethod

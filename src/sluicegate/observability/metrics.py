@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from sluicegate.audit.writer import AuditLog
     from sluicegate.governance.budget_actions import BudgetWatch
     from sluicegate.governance.directory import Directory
+    from sluicegate.governance.limits import Limit
     from sluicegate.governance.usage_log import UsageLog
     from sluicegate.observability.counters import Counters
     from sluicegate.pipeline.call import Call, Usage
@@ -129,6 +130,13 @@ class Metrics:
             ["code"],
             registry=self.registry,
         )
+        self.limit_refusals = Counter(
+            "sluicegate_limit_refusals",
+            "Calls refused by a rate limit, quota or budget, by the scope it binds (key, team, "
+            "org) and the limit (rpm, tpm, tokens_per_day, budget_usd_month, ...)",
+            ["scope", "limit"],
+            registry=self.registry,
+        )
         self.guards = Counter(
             "sluicegate_guard_decisions",
             "Decisions of the inspection stages, by check and outcome",
@@ -138,9 +146,15 @@ class Metrics:
         self.registry.register(_State(router, counters, usage_log, audit, budget_watch, directory))
 
     def observe(
-        self, call: Call, status: int, error: str | None, usage: Usage | None, seconds: float
+        self,
+        call: Call,
+        status: int,
+        error: str | None,
+        usage: Usage | None,
+        seconds: float,
+        limit: Limit | None = None,
     ) -> None:
-        """One finished call."""
+        """One finished call; ``limit`` is the one that refused it, if one did."""
         model = call.model if call.model in self.models else "-"
         route = call.endpoint.value
         principal = call.principal
@@ -172,6 +186,9 @@ class Metrics:
                 self.upstream_failures.labels(failed, code).inc()
         if status >= 400 and error is not None and target is None:
             self.refusals.labels(error).inc()
+            if limit is not None:
+                # "key:billing-app" → "key": the kind of scope, not its name, stays bounded.
+                self.limit_refusals.labels(limit.scope.split(":", 1)[0], limit.name).inc()
         for check, decision in call.decisions.items():
             if check in ("route", "level_rule"):
                 continue

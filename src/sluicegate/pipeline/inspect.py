@@ -10,8 +10,10 @@ with 503 rather than leak.
 PII is found by ``safety.pii`` (Presidio with offline recognizers and spaCy NER,
 run on a worker thread: NER costs tens of milliseconds) and, by mode, counted,
 replaced by typed placeholders, masked (restored in the answer for this caller)
-or refused. The injection check runs on user and tool messages; a check that
-cannot decide blocks unless ``on_unknown: allow`` (fail closed).
+or refused; PII in the answer that the caller did not send is counted, redacted
+or refused too (``pii.answers``). The injection check runs on user and tool
+messages; a check that cannot decide blocks unless ``on_unknown: allow`` (fail
+closed).
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ class Inspect:
 
     def _detector(self, pii: PiiConfig) -> PiiDetector | None:
         """One detector per set of entity types, built (and its model loaded) at start-up."""
-        if pii.mode == "off":
+        if pii.mode == "off" and pii.answers == "off":
             return None
         from sluicegate.safety.pii import SUPPORTED_TYPES, PiiDetector
 
@@ -133,7 +135,7 @@ class Inspect:
             if rule is not None:
                 call.decisions["level_rule"] = rule
         mask = None
-        if policy.detector is not None:
+        if policy.detector is not None and policy.pii.mode != "off":
             level, mask = await self._pii(call, policy, level)
         if self.injection is not None:
             await self._guard(call)
@@ -153,6 +155,8 @@ class Inspect:
         reply = await call_next(call)
         if self.output is not None and call.endpoint is not Endpoint.EMBEDDINGS:
             self._check_output(call, reply)
+        if policy.pii.answers != "off" and call.endpoint is not Endpoint.EMBEDDINGS:
+            await self._answer_pii(call, policy, reply)
         if mask is not None and mask.originals:
             from sluicegate.safety.restore import restore_body, restore_stream
 
@@ -195,6 +199,33 @@ class Inspect:
         call.body = found.body
         call.raw = None  # the upstream gets the redacted body, not the client's bytes
         return level, found.mask if mode == "mask" else None
+
+    async def _answer_pii(self, call: Call, policy: Policy, reply: Reply) -> None:
+        """PII the answer holds that the caller did not send (``pii.answers``); before
+        masked values are restored, so the caller's own data is never counted."""
+        from sluicegate.safety.pii.answer import AnswerPii
+
+        assert policy.detector is not None
+        mode = policy.pii.answers
+        assert mode != "off"
+        check = AnswerPii(
+            policy.detector.detect,
+            mode,
+            request_texts(call.endpoint, call.body),
+            call.decisions,
+            fail_open=self.fail_open,
+        )
+        if reply.stream is not None:
+            reply.stream = check.check_stream(reply.stream)
+            return
+        if reply.body is None or reply.status >= 400:
+            return
+        try:
+            reply.body = await check.check_body(reply.body)
+        except ContentPolicyViolation as exc:
+            # As for the other answer checks: an error reply, so the tokens still settle.
+            reply.status = 400
+            reply.body = orjson.dumps(exc.body())
 
     def _check_output(self, call: Call, reply: Reply) -> None:
         assert self.output is not None

@@ -13,6 +13,7 @@ from typing import Any
 from sluicegate.audit.writer import AuditLog
 from sluicegate.errors import SluicegateError
 from sluicegate.governance.keys import PREFIX as KEY_PREFIX
+from sluicegate.governance.limits import Limit, LimitExceeded
 from sluicegate.governance.usage_log import UsageEvent, UsageLog
 from sluicegate.observability.access_log import AccessLog
 from sluicegate.observability.counters import Counters
@@ -56,7 +57,8 @@ class Record:
             trail = exc.headers.get("x-sluicegate-route")
             if trail is not None:
                 call.reply_headers.setdefault("x-sluicegate-route", trail)
-            self._done(call, exc.status, exc.code or exc.type)
+            limit = exc.limit if isinstance(exc, LimitExceeded) else None
+            self._done(call, exc.status, exc.code or exc.type, limit=limit)
             raise
         except BaseException:
             counters.in_flight -= step
@@ -76,11 +78,19 @@ class Record:
 
         return done
 
-    def _done(self, call: Call, status: int, error: str | None, reply: Reply | None = None) -> None:
+    def _done(
+        self,
+        call: Call,
+        status: int,
+        error: str | None,
+        reply: Reply | None = None,
+        limit: Limit | None = None,
+    ) -> None:
         model = call.model or "-"
         usage = reply.usage if reply is not None else None
         if self.metrics is not None:
-            self.metrics.observe(call, status, error, usage, time.perf_counter() - call.started)
+            seconds = time.perf_counter() - call.started
+            self.metrics.observe(call, status, error, usage, seconds, limit)
         if self.usage is not None:
             self.usage.submit(_event(call, status, error, usage))
         if self.audit is not None and call.endpoint is not Endpoint.ADMIN:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -12,12 +12,14 @@ __all__ = [
     "DONE",
     "EventBuffer",
     "aclose",
+    "choice_text",
     "count_finish_reasons",
     "data_payloads",
     "error_event",
     "event",
     "has_finish_reason",
     "json_chunks",
+    "rewrite_chunks",
 ]
 
 DONE = b"data: [DONE]\n\n"
@@ -98,3 +100,38 @@ def data_payloads(events: bytes) -> list[bytes]:
         if lines:
             out.append(b"\n".join(lines))
     return out
+
+
+def choice_text(choice: dict[str, Any]) -> tuple[dict[str, Any] | None, str, str | None]:
+    """Where a streamed choice carries its text: (object, key, text) — ``delta.content``
+    for chat, ``text`` for completions; the text is None when there is none."""
+    delta = choice.get("delta")
+    holder = delta if isinstance(delta, dict) else choice
+    field = "content" if isinstance(delta, dict) else "text"
+    text = holder.get(field)
+    return holder, field, text if isinstance(text, str) else None
+
+
+async def rewrite_chunks(
+    stream: AsyncIterator[bytes], rewrite: Callable[[dict[str, Any]], Awaitable[None]]
+) -> AsyncIterator[bytes]:
+    """``stream`` with each JSON chunk handed to ``rewrite`` (which changes it in place)
+    and encoded again; ``[DONE]`` and anything that is not a JSON object pass as they came."""
+    try:
+        async for events in stream:
+            out: list[bytes] = []
+            for payload in data_payloads(events):
+                if payload == b"[DONE]":
+                    out.append(DONE)
+                    continue
+                try:
+                    chunk = orjson.loads(payload)
+                except orjson.JSONDecodeError:
+                    out.append(b"data: " + payload + b"\n\n")
+                    continue
+                if isinstance(chunk, dict):
+                    await rewrite(chunk)
+                out.append(event(chunk))
+            yield b"".join(out)
+    finally:
+        await aclose(stream)

@@ -12,7 +12,7 @@ characters, in a few C-level passes per batch; a verdict depends only on the
 text, never on how it was chunked: ``OutputChecks.check(text)`` and feeding
 ``text`` in any pieces agree.
 
-PII in answers is the PII detector's job (``sluicegate.safety.pii``).
+PII in answers is checked by ``sluicegate.safety.pii.answer`` (``safety.pii.answers``).
 
 How the defaults were measured (5-grams throughout):
 

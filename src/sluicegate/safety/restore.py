@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from sluicegate.protocol.sse import DONE, aclose, data_payloads, event
+from sluicegate.protocol.sse import choice_text, rewrite_chunks
 from sluicegate.safety.pii import Mask, StreamRestorer
 
 __all__ = ["restore_body", "restore_stream"]
@@ -34,41 +34,22 @@ def restore_body(body: bytes, mask: Mask) -> bytes:
     return orjson.dumps(answer)
 
 
-def _rewrite(chunk: dict[str, Any], restorers: dict[int, StreamRestorer], mask: Mask) -> None:
-    for choice in chunk.get("choices") or ():
-        if not isinstance(choice, dict):
-            continue
-        index = choice.get("index", 0)
-        restorer = restorers.get(index)
-        if restorer is None:
-            restorer = restorers[index] = mask.stream_restorer()
-        delta = choice.get("delta")
-        field, holder = ("content", delta) if isinstance(delta, dict) else ("text", choice)
-        text = holder.get(field) if isinstance(holder, dict) else None
-        out = restorer.feed(text) if isinstance(text, str) else ""
-        if choice.get("finish_reason") is not None:
-            out += restorer.flush()
-        if isinstance(holder, dict) and (isinstance(text, str) or out):
-            holder[field] = out
-
-
-async def restore_stream(stream: AsyncIterator[bytes], mask: Mask) -> AsyncIterator[bytes]:
+def restore_stream(stream: AsyncIterator[bytes], mask: Mask) -> AsyncIterator[bytes]:
     restorers: dict[int, StreamRestorer] = {}
-    try:
-        async for events in stream:
-            out = []
-            for payload in data_payloads(events):
-                if payload == b"[DONE]":
-                    out.append(DONE)
-                    continue
-                try:
-                    chunk = orjson.loads(payload)
-                except orjson.JSONDecodeError:
-                    out.append(b"data: " + payload + b"\n\n")
-                    continue
-                if isinstance(chunk, dict):
-                    _rewrite(chunk, restorers, mask)
-                out.append(event(chunk))
-            yield b"".join(out)
-    finally:
-        await aclose(stream)
+
+    async def rewrite(chunk: dict[str, Any]) -> None:
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            index = choice.get("index", 0)
+            restorer = restorers.get(index)
+            if restorer is None:
+                restorer = restorers[index] = mask.stream_restorer()
+            holder, field, text = choice_text(choice)
+            out = restorer.feed(text) if text is not None else ""
+            if choice.get("finish_reason") is not None:
+                out += restorer.flush()
+            if holder is not None and (text is not None or out):
+                holder[field] = out
+
+    return rewrite_chunks(stream, rewrite)
