@@ -74,6 +74,21 @@ def queries() -> list[tuple[str, str]]:
                 found.append((f"{name}.json: ${variable['name']}", metric))
     for rule in rules():
         found.append((rule.get("alert") or rule["record"], rule["expr"]))
+    found += keda_queries()
+    return found
+
+
+def keda_queries() -> list[tuple[str, str]]:
+    """(where, PromQL) of every Prometheus trigger in the KEDA examples."""
+    found = []
+    for path in sorted((MONITORING / "keda").glob("*.yaml")):
+        scaled = yaml.safe_load(path.read_text())
+        assert scaled["kind"] == "ScaledObject", path.name
+        for trigger in scaled["spec"]["triggers"]:
+            assert trigger["type"] == "prometheus", path.name
+            assert float(trigger["metadata"]["threshold"]) > 0, path.name
+            found.append((f"keda/{path.name}", trigger["metadata"]["query"]))
+    assert found, "no KEDA example"
     return found
 
 
@@ -210,7 +225,7 @@ def test_every_dashboard_query_is_valid_promql(promtool: Promtool, tmp_path: Pat
         for dashboard in dashboards().values()
         for panel in panels(dashboard)
         for target in panel.get("targets", [])
-    ]
+    ] + [query for _, query in keda_queries()]
     group = {
         "name": "dashboards",
         "rules": [{"record": f"dashboard:query_{i}", "expr": e} for i, e in enumerate(exprs)],
@@ -245,6 +260,7 @@ def test_the_gateway_metrics_the_queries_read_come_from_the_scrape(exported: set
         "sluicegate_engine_requests_waiting",
         "sluicegate_budget_alerts_total",
         "sluicegate_audit_events_dropped_total",
+        "sluicegate_queue_depth",
     } <= gateway
     assert gateway <= exported
 
