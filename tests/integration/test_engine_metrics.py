@@ -75,15 +75,22 @@ def setup() -> Iterator[Setup]:
     }
     with ExitStack() as stack:
         urls = {name: stack.enter_context(running(e.app)) for name, e in engines.items()}
+        # TEI serves its metrics on a port of its own (--prometheus-port): a second
+        # server on the same engine stands for it, reached by engine_metrics.url.
+        tei_metrics = stack.enter_context(running(engines["tei"].app))
 
         def dep(name: str) -> dict[str, Any]:
+            scrape: dict[str, Any] = dict(SCRAPE)
+            if name == "tei":
+                del scrape["path"]
+                scrape["url"] = f"{tei_metrics}/metrics"
             return {
                 "provider": "openai",
                 "id": name,
                 "base_url": f"{urls[name]}/v1",
                 "api_key": "sk-engine",
                 "health": {"enabled": False},
-                "engine_metrics": SCRAPE,
+                "engine_metrics": scrape,
             }
 
         raw = {

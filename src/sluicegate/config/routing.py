@@ -57,8 +57,13 @@ class EngineMetricsConfig(_Strict):
 
     path: str | None = Field(
         None,
-        description="Path on the upstream's origin, e.g. /metrics for vLLM and TEI; "
-        "unset: no scraping",
+        description="Path on the upstream's origin, e.g. /metrics for vLLM; "
+        "unset (and no url): no scraping",
+    )
+    url: str | None = Field(
+        None,
+        description="The whole address instead of a path, for engines that serve metrics on "
+        "another port (TEI: http://tei:9000/metrics)",
     )
     interval: float = Field(2.0, gt=0, description="seconds between scrapes")
     timeout: float = Field(1.0, gt=0, description="seconds one scrape may take")
@@ -73,10 +78,19 @@ class EngineMetricsConfig(_Strict):
     def _absolute_path(self) -> EngineMetricsConfig:
         if self.path is not None and not self.path.startswith("/"):
             raise ValueError("engine_metrics.path must start with '/'")
+        if self.url is not None:
+            if self.path is not None:
+                raise ValueError("engine_metrics: set path or url, not both")
+            if not self.url.startswith(("http://", "https://")):
+                raise ValueError("engine_metrics.url must start with http:// or https://")
         if self.stale_after is not None and self.stale_after <= self.interval:
             # Figures would lapse between two good scrapes and routing would flap.
             raise ValueError("engine_metrics.stale_after must be longer than interval")
         return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.path is not None or self.url is not None
 
     @property
     def fresh_for(self) -> float:

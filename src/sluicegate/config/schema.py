@@ -72,7 +72,7 @@ class _DeploymentBase(_Strict):
     @model_validator(mode="after")
     def _engine_metrics_over_http(self) -> _DeploymentBase:
         # An in-process model has no origin to scrape; refuse rather than ignore the setting.
-        if self.engine_metrics.path is not None and not hasattr(self, "base_url"):
+        if self.engine_metrics.enabled and not hasattr(self, "base_url"):
             raise ValueError("engine_metrics needs an HTTP deployment (one with a base_url)")
         return self
 

@@ -2,10 +2,10 @@
 
 A gateway only knows the calls it sent itself; an engine shared by several gateway
 replicas (or other clients) may hold a long queue this gateway never saw. One task
-per deployment whose ``engine_metrics.path`` is set GETs that path on the upstream's
-origin every ``interval`` seconds and writes what it found into the deployment's
-``DeploymentState`` (``engine_scraped``), where the balancer reads it as plain
-attributes: nothing is parsed per request.
+per deployment whose ``engine_metrics.path`` (or ``url``) is set GETs that path on
+the upstream's origin (or that URL) every ``interval`` seconds and writes what it
+found into the deployment's ``DeploymentState`` (``engine_scraped``), where the
+balancer reads it as plain attributes: nothing is parsed per request.
 
 What is read (every label set summed, e.g. several ``model_name`` or ``engine``
 labels; the KV-cache ratio is the fullest engine's, since ratios do not add):
@@ -40,6 +40,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -123,7 +124,7 @@ def _sample_lines(text: str) -> str:
 
 class EngineLoadMonitor:
     def __init__(self, targets: Iterable[Target], rng: random.Random | None = None) -> None:
-        self.targets = [t for t in targets if t.config.engine_metrics.path is not None]
+        self.targets = [t for t in targets if t.config.engine_metrics.enabled]
         self._rng = rng or random.Random()
         self._tasks: list[asyncio.Task[None]] = []
         self._pools: list[Pool] = []
@@ -133,12 +134,16 @@ class EngineLoadMonitor:
             config = target.config
             if isinstance(config, LocalDeployment):
                 continue  # refused by config: an in-process model has no origin
-            pool = Pool(
-                config.base_url, max_connections=1, connect_timeout=config.engine_metrics.timeout
+            where = config.engine_metrics
+            # TEI serves its metrics on a port of their own: then the url names them.
+            base, path = (
+                _split(where.url) if where.url is not None else (config.base_url, where.path)
             )
+            assert path is not None
+            pool = Pool(base, max_connections=1, connect_timeout=where.timeout)
             self._pools.append(pool)
             task = asyncio.create_task(
-                self._watch(target, pool), name=f"engine-load:{target.deployment_id}"
+                self._watch(target, pool, path), name=f"engine-load:{target.deployment_id}"
             )
             self._tasks.append(task)
 
@@ -155,7 +160,7 @@ class EngineLoadMonitor:
         for target in self.targets:
             target.state.engine_lost()  # nobody refreshes them any more
 
-    async def _watch(self, target: Target, pool: Pool) -> None:
+    async def _watch(self, target: Target, pool: Pool, path: str) -> None:
         config = target.config.engine_metrics
         loop = asyncio.get_running_loop()
         headers = _headers(target)
@@ -164,17 +169,16 @@ class EngineLoadMonitor:
         while True:
             await asyncio.sleep(max(0.0, due - loop.time()))
             due += config.interval
-            await self._scrape(target, pool, headers)
+            await self._scrape(target, pool, path, headers)
             due = max(due, loop.time())
 
-    async def _scrape(self, target: Target, pool: Pool, headers: bytes) -> None:
+    async def _scrape(self, target: Target, pool: Pool, path: str, headers: bytes) -> None:
         """One scrape into ``target.state``; never raises."""
         config = target.config.engine_metrics
-        assert config.path is not None
         state = target.state
         try:
             async with asyncio.timeout(config.timeout):
-                text = await _fetch(pool, config.path, headers, config.timeout)
+                text = await _fetch(pool, path, headers, config.timeout)
             figures = parse_engine_metrics(text) if text is not None else None
         except TimeoutError:
             why = f"no answer within {config.timeout:g}s"
@@ -207,6 +211,13 @@ async def _fetch(pool: Pool, path: str, headers: bytes, timeout: float) -> str |
     if resp.status != 200:
         return None
     return b"".join(chunks).decode("utf-8", "replace")
+
+
+def _split(url: str) -> tuple[str, str]:
+    """(origin, path with its query) of an absolute URL."""
+    parts = urlsplit(url)
+    path = parts.path or "/"
+    return f"{parts.scheme}://{parts.netloc}", path + (f"?{parts.query}" if parts.query else "")
 
 
 def _headers(target: Target) -> bytes:

@@ -46,3 +46,13 @@ def test_local_deployments_have_nothing_to_scrape() -> None:
     }
     with pytest.raises(ValidationError, match="engine_metrics needs an HTTP deployment"):
         Config.model_validate(raw)
+
+
+def test_a_url_names_metrics_on_another_port() -> None:
+    tei = EngineMetricsConfig(url="http://tei:9000/metrics")
+    assert tei.enabled and tei.path is None
+    assert not EngineMetricsConfig().enabled
+    with pytest.raises(ValidationError, match="path or url, not both"):
+        EngineMetricsConfig(path="/metrics", url="http://tei:9000/metrics")
+    with pytest.raises(ValidationError, match="must start with http"):
+        EngineMetricsConfig(url="tei:9000/metrics")
