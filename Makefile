@@ -51,8 +51,8 @@ $(BIN)/promtool: | $(BIN)/python
 	$@ --version | head -n 1
 
 lint: dev
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 typecheck: dev
 	$(BIN)/mypy

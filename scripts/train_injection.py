@@ -50,8 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import injection_synthetic  # type: ignore[import-not-found]  # noqa: E402
-
+import injection_synthetic  # noqa: E402
 from sluicegate.safety.injection import features, heuristics  # noqa: E402
 from sluicegate.safety.injection.check import InjectionCheck  # noqa: E402
 from sluicegate.safety.injection.datasets import LabelledSet, load_all  # noqa: E402
