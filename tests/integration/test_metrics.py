@@ -152,3 +152,39 @@ def test_queue_wait_is_measured_for_calls_that_waited(upstream_url: str, tmp_pat
     assert (
         _value(samples, "sluicegate_queue_wait_seconds_bucket", model="one-slot", le="0.001") == 1
     )
+
+
+def test_per_key_counts_only_when_asked(upstream_url: str, tmp_path: Path) -> None:
+    def scrape(per_key: bool) -> tuple[str, str]:
+        raw: dict[str, Any] = {
+            "database": {"url": sqlite_url(tmp_path / str(per_key))},
+            "observability": {"metrics": {"per_key": per_key}},
+            "models": [
+                {
+                    "name": "chat",
+                    "deployments": [{"provider": "openai", "base_url": f"{upstream_url}/ok/v1"}],
+                }
+            ],
+        }
+        (tmp_path / str(per_key)).mkdir()
+        app = create_app(Config.model_validate(raw), MasterKey(MASTER_KEY, "test"))
+        admin = {"authorization": f"Bearer {MASTER_KEY}"}
+        chat = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+        with running(app) as url, httpx2.Client(base_url=url) as client:
+            client.post("/admin/orgs", json={"name": "acme"}, headers=admin)
+            created = client.post(
+                "/admin/keys", json={"name": "k", "org": "acme", "role": "developer"}, headers=admin
+            ).json()
+            auth = {"authorization": f"Bearer {created['key']}"}
+            for _ in range(2):
+                assert client.post("/v1/chat/completions", json=chat, headers=auth).is_success
+            text = client.get("/metrics", headers=admin).text
+        assert created["key"] not in text
+        return text, created["prefix"]
+
+    text, prefix = scrape(True)
+    samples = _samples(text)
+    assert _value(samples, "sluicegate_key_requests_total", key=prefix, status="200") == 2
+    assert _value(samples, "sluicegate_key_tokens_total", key=prefix, kind="prompt") == 22
+    text, prefix = scrape(False)
+    assert "sluicegate_key_requests" not in text and prefix not in text

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["LogsConfig", "ObservabilityConfig", "TracingConfig"]
+__all__ = ["LogsConfig", "MetricsConfig", "ObservabilityConfig", "TracingConfig"]
 
 
 class _Strict(BaseModel):
@@ -36,6 +36,16 @@ class LogsConfig(_Strict):
     )
 
 
+class MetricsConfig(_Strict):
+    per_key: bool = Field(
+        False,
+        description="also count calls and tokens per API key (its display prefix, sk-sg-<id>) "
+        "in sluicegate_key_requests_total and sluicegate_key_tokens_total: one series per key, "
+        "so only where keys are few",
+    )
+
+
 class ObservabilityConfig(_Strict):
+    metrics: MetricsConfig = MetricsConfig()
     tracing: TracingConfig = TracingConfig()
     logs: LogsConfig = LogsConfig()

@@ -20,6 +20,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from sluicegate.governance.keys import PREFIX as KEY_PREFIX
+
 if TYPE_CHECKING:
     from sluicegate.audit.writer import AuditLog
     from sluicegate.governance.budget_actions import BudgetWatch
@@ -46,6 +48,7 @@ class Metrics:
         audit: AuditLog | None = None,
         budget_watch: BudgetWatch | None = None,
         directory: Directory | None = None,
+        per_key: bool = False,
     ) -> None:
         # One registry per gateway: several gateways in one process (tests) stay apart.
         self.registry = CollectorRegistry(auto_describe=False)
@@ -56,6 +59,22 @@ class Metrics:
             ["route", "model", "deployment", "org", "status"],
             registry=self.registry,
         )
+        # Apart from the main counters, so turning it on changes no other series or query.
+        self.key_requests: Counter | None = None
+        self.key_tokens: Counter | None = None
+        if per_key:
+            self.key_requests = Counter(
+                "sluicegate_key_requests",
+                "Calls by API key (display prefix) and status (observability.metrics.per_key)",
+                ["key", "status"],
+                registry=self.registry,
+            )
+            self.key_tokens = Counter(
+                "sluicegate_key_tokens",
+                "Tokens by API key (display prefix) and kind (observability.metrics.per_key)",
+                ["key", "kind"],
+                registry=self.registry,
+            )
         self.duration = Histogram(
             "sluicegate_request_duration_seconds",
             "Time from the request's arrival to its reply's end (streams: the last byte)",
@@ -173,6 +192,8 @@ class Metrics:
         if usage is not None:
             self.tokens.labels(served, org, "prompt").inc(usage.prompt_tokens)
             self.tokens.labels(served, org, "completion").inc(usage.completion_tokens)
+        if self.key_requests is not None and principal is not None:
+            self._per_key(principal.key_id, status, usage)
         if call.cost_micros:
             self.cost.labels(served, org).inc(call.cost_micros / 1_000_000)
         if target is not None:
@@ -193,6 +214,17 @@ class Metrics:
             if check in ("route", "level_rule"):
                 continue
             self.guards.labels(check, decision.split(":", 1)[0]).inc()
+
+    def _per_key(self, key_id: str | None, status: int, usage: Usage | None) -> None:
+        assert self.key_requests is not None and self.key_tokens is not None
+        # Config keys have no id and the master key is no tenant: only directory keys count.
+        if key_id is None:
+            return
+        key = KEY_PREFIX + key_id
+        self.key_requests.labels(key, str(status)).inc()
+        if usage is not None:
+            self.key_tokens.labels(key, "prompt").inc(usage.prompt_tokens)
+            self.key_tokens.labels(key, "completion").inc(usage.completion_tokens)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -145,6 +145,7 @@ class Gateway:
             audit=self.audit,
             budget_watch=self.budget_watch,
             directory=self.directory,
+            per_key=config.observability.metrics.per_key,
         )
         self.tracing = build_tracing(config.observability.tracing, span_exporter)
         self.pipeline = Pipeline(
