@@ -29,6 +29,24 @@ def _verify(directory: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _config(upstream_url: str, tmp_path: Path, **key: str) -> Config:
+    """A gateway over the fake upstream, auditing into tmp_path/audit with ``key``."""
+    audit = {"enabled": True, "directory": str(tmp_path / "audit"), **key}
+    return Config.model_validate(
+        {
+            "database": {"url": sqlite_url(tmp_path)},
+            "audit": audit,
+            "auth": {"keys": [{"name": "app", "key": APP_KEY}]},
+            "models": [
+                {
+                    "name": "fake-chat",
+                    "deployments": [{"provider": "openai", "base_url": f"{upstream_url}/ok/v1"}],
+                }
+            ],
+        }
+    )
+
+
 def _entries(directory: Path) -> list[dict[str, Any]]:
     lines = []
     for file in sorted(directory.glob("audit-*.jsonl")):
@@ -40,18 +58,9 @@ def test_calls_and_admin_changes_are_audited_and_tampering_is_found(
     upstream_url: str, tmp_path: Path
 ) -> None:
     directory = tmp_path / "audit"
-    raw: dict[str, Any] = {
-        "database": {"url": sqlite_url(tmp_path)},
-        "audit": {"enabled": True, "directory": str(directory), "signing_key": AUDIT_KEY},
-        "auth": {"keys": [{"name": "app", "key": APP_KEY}]},
-        "models": [
-            {
-                "name": "fake-chat",
-                "deployments": [{"provider": "openai", "base_url": f"{upstream_url}/ok/v1"}],
-            }
-        ],
-    }
-    app = create_app(Config.model_validate(raw), MasterKey(MASTER_KEY, "test"))
+    app = create_app(
+        _config(upstream_url, tmp_path, signing_key=AUDIT_KEY), MasterKey(MASTER_KEY, "test")
+    )
     chat = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]}
     with running(app) as url, httpx2.Client(base_url=url) as client:
         auth = {"authorization": f"Bearer {APP_KEY}"}
@@ -86,3 +95,37 @@ def test_calls_and_admin_changes_are_audited_and_tampering_is_found(
     tampered = _verify(directory)
     assert tampered.returncode == 1
     assert "first bad seq 2" in tampered.stdout and "altered" in tampered.stdout
+
+
+def test_an_ed25519_signed_log_is_verified_with_the_public_key(
+    upstream_url: str, tmp_path: Path
+) -> None:
+    key = tmp_path / "audit.pem"
+    made = subprocess.run([CLI, "audit", "keygen", str(key)], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    assert (key.stat().st_mode & 0o777) == 0o600
+    directory = tmp_path / "audit"
+    config = _config(upstream_url, tmp_path, signing_key_file=str(key))
+    app = create_app(config, MasterKey(MASTER_KEY, "test"))
+    chat = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]}
+    with running(app) as url, httpx2.Client(base_url=url) as client:
+        auth = {"authorization": f"Bearer {APP_KEY}"}
+        assert client.post("/v1/chat/completions", json=chat, headers=auth).status_code == 200
+    public = f"{key}.pub"
+    env = {k: v for k, v in os.environ.items() if k != "SLUICEGATE_AUDIT_KEY"}
+    verified = subprocess.run(
+        [CLI, "audit", "verify", str(directory), "--key-file", public],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "OK" in verified.stdout
+    records = [
+        json.loads(line)
+        for file in directory.glob("audit-*.jsonl")
+        for line in file.read_text().splitlines()
+    ]
+    assert {r["alg"] for r in records if "sig" in r} == {"ed25519"}
+    # The auditor's public key can check but not sign: the private key never left.
+    assert "PRIVATE" not in "".join(f.read_text() for f in directory.glob("*") if f.is_file())

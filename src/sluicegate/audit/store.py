@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from sluicegate.audit.chain import FORMAT, Checkpoint, HmacSigner, entry_hash, genesis, seal, sign
+from sluicegate.audit.chain import FORMAT, Checkpoint, Signer, entry_hash, genesis, seal, sign
 from sluicegate.audit.entry import canonical, format_ts, make_entry, payload
 from sluicegate.audit.files import (
     AuditFile,
@@ -94,7 +94,7 @@ class ChainStore:
     def __init__(
         self,
         directory: str | os.PathLike[str],
-        signer: HmacSigner,
+        signer: Signer,
         *,
         replica: str | None = None,
         rotation: Rotation = Rotation(),

@@ -385,7 +385,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Verify an audit log's hash chain, signatures and files.",
     )
     parser.add_argument("directory", help="the audit directory (audit.directory)")
-    parser.add_argument("--key-file", help=f"file holding the signing key (default: ${KEY_ENV})")
+    parser.add_argument(
+        "--key-file",
+        help=f"file holding the HMAC signing key, or the Ed25519 public key (default: ${KEY_ENV})",
+    )
     parser.add_argument(
         "--old-key-file", action="append", default=[], help="a retired key (repeatable)"
     )

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from typing import Any, Literal, TypeVar
 
-from sluicegate.audit.chain import Checkpoint, HmacSigner
+from sluicegate.audit.chain import Checkpoint, signer_for
 from sluicegate.audit.retention import apply_retention
 from sluicegate.audit.store import ChainStore, Rotation
 
@@ -75,7 +75,7 @@ class AuditLog:
             raise ValueError("on_full must be 'drop' or 'refuse'")
         self.store = ChainStore(
             directory,
-            HmacSigner(signing_key),
+            signer_for(signing_key),
             replica=replica,
             rotation=rotation or Rotation(),
             checkpoint_every=checkpoint_every,

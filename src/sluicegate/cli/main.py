@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from sluicegate import __version__
 from sluicegate.cli.admin import add_admin_commands, run_admin_command
@@ -61,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "verify", add_help=False, help="check the hash chain and signatures (--help for more)"
     )
     verify.add_argument("rest", nargs=argparse.REMAINDER)
+    keygen = audit_sub.add_parser(
+        "keygen", help="make an Ed25519 key pair for signing (private) and verifying (public)"
+    )
+    keygen.add_argument("out", help="the private key's file (0600); the public key goes to OUT.pub")
 
     args = parser.parse_args(argv)
     try:
@@ -86,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return injection_main(args.rest)
         if args.command == "audit":
+            if args.audit_command == "keygen":
+                return _keygen(args.out)
             from sluicegate.audit.verify import main as verify_main
 
             return verify_main(args.rest)
@@ -97,6 +104,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 1
+
+
+def _keygen(out: str) -> int:
+    from sluicegate.audit.chain import generate_ed25519
+
+    private, public = generate_ed25519()
+    path = Path(out)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        print(f"error: {path} exists; keygen never overwrites a key", file=sys.stderr)
+        return 2
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(private)
+    Path(f"{out}.pub").write_bytes(public)
+    print(
+        f"private key: {path} (mode 0600; set audit.signing_key_file to it)\n"
+        f"public key:  {out}.pub (give it to auditors: sluicegate audit verify DIR "
+        f"--key-file {out}.pub)"
+    )
+    return 0
 
 
 def _data_dir() -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 __all__ = ["AuditConfig"]
 
@@ -18,6 +18,11 @@ class AuditConfig(BaseModel):
         None,
         description="HMAC key for checkpoints, ≥ 16 characters (default: $SLUICEGATE_AUDIT_KEY); "
         "`sluicegate audit verify` needs the same",
+    )
+    signing_key_file: str | None = Field(
+        None,
+        description="a file holding the key instead: an HMAC secret, or an Ed25519 private key "
+        "(PEM, from `sluicegate audit keygen`), which auditors verify with the public key alone",
     )
     replica: str | None = Field(
         None, description="this process's chain id (default: the host name); unique per replica"
@@ -41,3 +46,9 @@ class AuditConfig(BaseModel):
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters")
         return value
+
+    @model_validator(mode="after")
+    def _one_key(self) -> AuditConfig:
+        if self.signing_key is not None and self.signing_key_file is not None:
+            raise ValueError("set audit.signing_key or audit.signing_key_file, not both")
+        return self

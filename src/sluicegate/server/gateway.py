@@ -14,6 +14,7 @@ from pathlib import Path
 from opentelemetry.sdk.trace.export import SpanExporter
 from starlette.requests import Request
 
+from sluicegate.audit.chain import signer_for
 from sluicegate.audit.store import AuditError, Rotation
 from sluicegate.audit.writer import AuditLog
 from sluicegate.config.loader import ConfigError
@@ -255,12 +256,23 @@ def build_audit_log(config: Config) -> AuditLog | None:
     if not audit.enabled:
         return None
     key = audit.signing_key.get_secret_value() if audit.signing_key is not None else None
+    if audit.signing_key_file is not None:
+        try:
+            # An editor's final newline is not part of a secret (a PEM keeps its own).
+            key = Path(audit.signing_key_file).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"audit.signing_key_file: cannot read it ({exc})") from exc
     key = key or os.environ.get(AUDIT_KEY_ENV)
     if not key or len(key) < 16:
         raise ConfigError(
             "audit.enabled needs a signing key of at least 16 characters: set "
-            f"audit.signing_key (e.g. ${{{AUDIT_KEY_ENV}}}) or ${AUDIT_KEY_ENV}"
+            f"audit.signing_key (e.g. ${{{AUDIT_KEY_ENV}}}), audit.signing_key_file "
+            f"(an Ed25519 key from `sluicegate audit keygen`) or ${AUDIT_KEY_ENV}"
         )
+    try:
+        signer_for(key.encode("utf-8"))
+    except ValueError as exc:
+        raise ConfigError(f"audit signing key: {exc}") from exc
     return AuditLog(
         audit.directory or str(Path(config.server.data_dir) / "audit"),
         signing_key=key.encode("utf-8"),

@@ -115,3 +115,21 @@ def test_checkpoint_line_is_its_signed_record():
     checkpoint = Checkpoint.make(3, "h" * 64, "log", "t", HmacSigner(KEY))
     record = orjson.loads(checkpoint.line())
     assert record["checkpoint"] == 3 and Keyring([KEY]).check(record) is None
+
+
+def test_ed25519_records_verify_with_the_public_or_private_key_only() -> None:
+    from sluicegate.audit.chain import Ed25519Signer, generate_ed25519, signer_for
+
+    private, public = generate_ed25519()
+    signer = signer_for(private)
+    assert isinstance(signer, Ed25519Signer) and signer.alg == "ed25519"
+    assert isinstance(signer_for(KEY), HmacSigner)
+    record = sign({"checkpoint": 5, "hash": "h", "log": "l", "ts": "t"}, signer)
+    assert Keyring([public]).check(record) is None
+    assert Keyring([private]).check(record) is None
+    assert Keyring([KEY, public]).check(record) is None  # a current and a retired key
+    assert "unknown key" in str(Keyring([KEY]).check(record))
+    assert "unknown key" in str(Keyring([generate_ed25519()[1]]).check(record))
+    forged = {**record, "hash": "other"}
+    assert "bad signature" in str(Keyring([public]).check(forged))
+    assert "bad signature" in str(Keyring([public]).check({**record, "sig": "zz"}))

@@ -382,3 +382,25 @@ def test_cli_exit_codes(tmp_path, monkeypatch, capsys):
     assert main([str(directory), "--json"]) == 1
     (report,) = orjson.loads(capsys.readouterr().out)
     assert report["first_bad_seq"] == 4 and report["ok"] is False
+
+
+def test_an_ed25519_log_verifies_with_the_public_key_alone(tmp_path):
+    from sluicegate.audit.chain import Ed25519Signer, generate_ed25519
+
+    private, public = generate_ed25519()
+    store = ChainStore(tmp_path, Ed25519Signer(private), checkpoint_every=5)
+    store.open()
+    add(store, 12)
+    store.close()
+    report = verify(tmp_path, public)
+    assert report.ok and report.signed_through == 12, report.render()
+    # Another key pair, or the HMAC key, does not vouch for it.
+    assert not verify(tmp_path, generate_ed25519()[1]).ok
+    assert "unknown key" in str(verify(tmp_path, KEY).reason)
+    # An edit re-hashed to the end cannot be re-signed without the private key: a
+    # checkpoint forged with any other key is caught.
+    path = only_file(tmp_path)
+    edit(path, 3, org="evil")
+    rehash(path)
+    tampered = verify(tmp_path, public)
+    assert not tampered.ok and tampered.first_bad_seq == 1
