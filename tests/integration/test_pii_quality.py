@@ -43,9 +43,9 @@ def detector() -> Iterator[PiiDetector]:
 def test_f1_on_the_slice(detector: PiiDetector) -> None:
     examples, excluded = load_examples(SLICE)
     report = evaluate(detector.detect, examples)
-    # Measured: exact 0.742, overlap 0.848 (micro over the supported types).
-    assert report.exact["ALL"].f1 >= 0.70, report.format()
-    assert report.overlap["ALL"].f1 >= 0.80, report.format()
+    # Measured: exact 0.755, overlap 0.854 (micro over the supported types).
+    assert report.exact["ALL"].f1 >= 0.74, report.format()
+    assert report.overlap["ALL"].f1 >= 0.84, report.format()
     for kind in ("CREDIT_CARD", "EMAIL_ADDRESS", "IBAN_CODE", "IP_ADDRESS", "US_SSN"):
         assert report.exact[kind].f1 == 1.0, report.format()
     assert {"DATE_TIME", "TITLE"} <= set(excluded)
@@ -70,6 +70,32 @@ def test_entities_and_context(detector: PiiDetector) -> None:
         e for e in detector.detect("Order 0494 41 18 24 shipped.") if e.type == "PHONE_NUMBER"
     ]
     assert detector.detect("") == [] and detector.detect("  \n") == []
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # where someone travels to is a place, whatever NER made of the name
+        ("Mr. Novak flew to Dornberk on Monday morning.", ("LOCATION", "Dornberk")),
+        ("We moved to Guarulhos last year.", ("LOCATION", "Guarulhos")),
+        # first name, middle initial, last name: a person, not an organisation
+        ("Lejla H Jonsson will be talking in the conference", ("PERSON", "Lejla H Jonsson")),
+        # a name already found as a person is the same person again
+        ("My name is Vojtěch Soukup but everyone calls me Vojtěch", ("PERSON", "Vojtěch")),
+    ],
+)
+def test_names_retyped_by_context(
+    detector: PiiDetector, text: str, expected: tuple[str, str]
+) -> None:
+    assert expected in {(e.type, e.text) for e in detector.detect(text)}
+
+
+def test_a_name_ends_at_its_line(detector: PiiDetector) -> None:
+    found = detector.detect("Name: Lucas Barber\nAddress: 12 Elm Street, Leeds")
+    assert [(e.type, e.text) for e in found] == [
+        ("PERSON", "Lucas Barber"),
+        ("LOCATION", "12 Elm Street, Leeds"),
+    ]
 
 
 def test_body_round_trip_with_the_real_detector(detector: PiiDetector) -> None:

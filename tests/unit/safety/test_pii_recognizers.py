@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from sluicegate.safety.pii.address import AddressRecognizer
+from sluicegate.safety.pii.ner import CompanyRecognizer, NameContextRecognizer
 from sluicegate.safety.pii.recognizers import (
     OfflineEmailRecognizer,
     PhonePatternRecognizer,
@@ -99,10 +100,49 @@ def test_email_suffix_is_checked_offline() -> None:
             "637 Strojírenská 1006\n Apt. 5\n Svratka\n Czech Republic 45098",
         ),
         ("PSC 8277, Box 8816\nAPO AE 81278", "PSC 8277, Box 8816\nAPO AE 81278"),
+        # "United" is a word, not the unit "Unit ed"
+        ("Ship to 12 Aspen Court, Quincy, United States.", "12 Aspen Court, Quincy, United States"),
+        ("Suite 200, 100 Main St, Boston", "Suite 200, 100 Main St, Boston"),
+        ("The bus station is on Király u. 23.", "Király u. 23"),
+        ("Erzsébet fasor 38. Suite 861, Budapest", "Erzsébet fasor 38. Suite 861, Budapest"),
+        (
+            "04606 Höhenweg 131\n Hergiswil bei Willisau\n Switzerland",
+            "04606 Höhenweg 131\n Hergiswil bei Willisau\n Switzerland",
+        ),
+        # the label of the next field is not a town
+        ("12 Long Street\nLondon\nMobile: 07700 900123", "12 Long Street\nLondon"),
     ],
 )
 def test_addresses(text: str, address: str) -> None:
     assert found(text, "LOCATION") == [address]
+
+
+def test_two_addresses_in_a_list_stay_two() -> None:
+    # "and 260" is not a region code and a postcode
+    text = "PSC 1158, Box 5621\nAPO AE 05242, and 260 Elm Street"
+    assert found(text, "LOCATION") == ["260 Elm Street", "PSC 1158, Box 5621\nAPO AE 05242"]
+
+
+@pytest.mark.parametrize(
+    "text, company",
+    [
+        ("The Centamin PLC office is here", ["Centamin PLC"]),
+        ("Alaska Air Group, Inc. said so", ["Alaska Air Group, Inc."]),
+        (
+            "3M Company and Merrill Lynch & Co. Inc. agreed",
+            ["3M Company", "Merrill Lynch & Co. Inc."],
+        ),
+    ],
+)
+def test_companies_by_legal_form(text: str, company: list[str]) -> None:
+    hits = CompanyRecognizer().analyze(text, ["ORGANIZATION"], None)
+    assert [text[r.start : r.end] for r in hits] == company
+
+
+def test_a_name_after_a_title_stops_before_the_address() -> None:
+    text = "Mrs. Ann Lee Apt. 4, 12 Elm Street"
+    hits = NameContextRecognizer().analyze(text, ["PERSON"], None)
+    assert [text[r.start : r.end] for r in hits] == ["Ann Lee"]
 
 
 def test_no_recognizer_touches_the_network(monkeypatch: pytest.MonkeyPatch) -> None:

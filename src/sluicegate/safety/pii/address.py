@@ -39,7 +39,8 @@ _CAP = (
 # Lower-case particles inside names: "Rue de la Paix", "Carry van Bruggenweg".
 _PARTICLE = (
     r"(?:de|del|della|degli|dei|di|da|do|dos|das|du|des|la|le|les|van|von|der|den|het|"
-    r"ten|ter|y|e|el|al|à|au|aux|u|na|nad|pod|pri|of|the|sur|sous|[ld]['\u2019]\p{L}+)"
+    r"ten|ter|y|e|el|al|à|au|aux|u|na|nad|pod|pri|of|the|sur|sous|bei|am|im|an|ob|upon|"
+    r"[ld]['\u2019]\p{L}+)"
 )
 _WORD = rf"(?:{_CAP}|{_PARTICLE}|\p{{Ll}}[\p{{L}}\p{{M}}'\u2019-]+)"
 _NAMEWORD = rf"(?:{_CAP}|{_PARTICLE})"
@@ -73,7 +74,14 @@ _COMPOUND = (
     r"alléen|plein|laan|dreef|kade|gracht|platz|damm|ufer|stígur|braut|vegur|"
     r"sokak|caddesi|cesta|ulice|iela|rakpart|chaussee)(?!\w)\.?"
 )
-_UNIT = rf"(?:{_UNIT_WORD}|#)\s?[\w-]+"
+# A whole word: "United States" is not "Unit" + "ed States".
+# Street words written apart, after the name: Hungarian, Baltic, Slavic, Greek, Turkish.
+_SUFFIX_WORD = (
+    r"(?:u\.|utca|út|útja|tér|körút|krt\.|fasor|iela|gatve|tee|mnt\.?|prospekt|"
+    r"prosp\.|str\.|sokak|sok\.|caddesi|cad\.|bulvar|bulevardi|trg|ulica|cesta|"
+    r"námestie|náměstí|nám\.)"
+)
+_UNIT = rf"(?:{_UNIT_WORD}(?!\p{{L}})|#)\s?[\w-]+"
 _POSTCODE = (
     r"(?:\d{3,6}(?:[ -]\d{2,4})?|\p{Lu}{1,2}\d[\dA-Z]?\s?\d\p{Lu}{2}|\p{Lu}\d\p{Lu}\s?\d\p{Lu}\d)"
     # a postcode ends its line or clause: not the start of a phone number
@@ -82,12 +90,18 @@ _POSTCODE = (
 _STREET = rf"(?:(?:{_NUM} ){{0,2}}{_NAMEWORD}(?: {_NAMEWORD}){{0,4}}(?: {_TYPE}| {_NUM}))"
 
 _CORES: list[tuple[regex.Pattern[str], float]] = [
-    # 69 Spencer Street / 2017 Wolmarans St / 84 Emily Renzelli Boulevard
-    (regex.compile(rf"\b(?:{_NUM} ){{1,2}}(?:{_NAMEWORD} ){{0,4}}{_CAP} {_TYPE}(?!\w)"), 0.85),
+    # 69 Spencer Street / 2017 Wolmarans St / Suite 200, 84 Emily Renzelli Boulevard
+    (
+        regex.compile(
+            rf"(?:\b{_UNIT},? )?\b(?:{_NUM} ){{1,2}}(?:{_NAMEWORD} ){{0,4}}{_CAP} {_TYPE}(?!\w)"
+        ),
+        0.85,
+    ),
     # Rue du Niger / 91 avenue Jules Ferry / Via Santa Teresa degli Scalzi 71 / ul. Kładki 82
     (
         regex.compile(
-            rf"(?<!\w)(?:{_NUM} ){{0,2}}{_PREFIX} ?{_NAMEWORD}(?: {_NAMEWORD}){{0,4}}"
+            rf"(?<!\w)(?:{_UNIT},? )?(?:{_NUM} ){{0,2}}{_PREFIX} ?"
+            rf"{_NAMEWORD}(?: {_NAMEWORD}){{0,4}}"
             rf"(?: {_NUM}(?!\w))?"
         ),
         0.75,
@@ -100,9 +114,16 @@ _CORES: list[tuple[regex.Pattern[str], float]] = [
         ),
         0.7,
     ),
+    # Király u. 23 / Andrássy út 12 / Brīvības iela 5: the street word after the name
+    (
+        regex.compile(rf"\b(?:{_NUM} ){{0,2}}(?:{_CAP} ){{1,3}}{_SUFFIX_WORD} {_NUM}(?!\w)"),
+        0.75,
+    ),
     # 637 Strojírenská 1006 / Apt. 082 737 Orrspelsv 7 / 09251 Luige tee 56
     (
-        regex.compile(rf"(?:{_UNIT} )?\b(?:{_NUM} ){{1,2}}{_CAP}(?: {_WORD}){{0,3}} {_NUM}(?!\w)"),
+        regex.compile(
+            rf"(?:\b{_UNIT},? )?\b(?:{_NUM} ){{1,2}}{_CAP}(?: {_WORD}){{0,3}} {_NUM}(?!\w)"
+        ),
         0.7,
     ),
     # P.O. Box 50 / Unit 0148 Box 9025 / PSC 8277, Box 8816 / USNS Mercy
@@ -130,20 +151,24 @@ _CORES: list[tuple[regex.Pattern[str], float]] = [
     (regex.compile(rf"\b{_CAP}(?: {_NAMEWORD}){{0,2}} {_NUM}(?!\w)"), 0.3),
 ]
 
-_SAME_LINE = regex.compile(rf"(?: {_UNIT})+|(?: {_POSTCODE}(?!\w))")
+# "Erzsébet fasor 38. Suite 8": the full stop of a house number written the Hungarian way.
+_SAME_LINE = regex.compile(rf"(?:\.? {_UNIT})+|(?: {_POSTCODE}(?!\w))")
 # A place name: capitalised words, particles only between them.
 _PLACE = rf"(?:{_CAP}(?: (?:{_PARTICLE} )*{_CAP})*)"
-_TAIL_SAME_LINE = regex.compile(rf"(?: {_PLACE}){{1,2}}(?: {_POSTCODE})?(?![\w'\u2019])")
+# Not a place: a word that labels the next field ("Mobile: ...", "Phone:").
+_NOT_LABEL = r"(?![\w'\u2019]|[ \t]*:)"
+_TAIL_SAME_LINE = regex.compile(rf"(?: {_PLACE}){{1,2}}(?: {_POSTCODE})?{_NOT_LABEL}")
 _SEPARATOR = r"[ \t]*(?:,|\n)[\s,>?*•·-]*"
 _SEGMENT = regex.compile(
     rf"{_SEPARATOR}(?:"
     rf"{_UNIT}"
     rf"|[APD]PO A[AEP] \d{{5}}"
     rf"|{_PLACE}(?: {_POSTCODE})?"
-    rf"|\p{{L}}{{2,3}} {_POSTCODE}"
+    # a region code and a postcode ("SO 8671"), not "..., and 260 54 Main St"
+    rf"|(?!(?i:and|or|the|for|to|at|via|but|nor)\b)\p{{L}}{{2,3}} {_POSTCODE}"
     rf"|\p{{Lu}}{{2}}"
     rf"|{_POSTCODE}"
-    rf")(?![\w'\u2019])"
+    rf"){_NOT_LABEL}"
 )
 _MAX_SEGMENTS = 6
 

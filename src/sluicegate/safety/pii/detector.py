@@ -53,6 +53,17 @@ _NOT_NAMES = frozenset({"IBAN", "SSN", "CVV", "PIN", "ZIP", "ATM", "ID", "DOB", 
 _INITIAL = regex.compile(r"(?<= )\p{Lu}\.?$")
 _AFTER_INITIAL = regex.compile(r" \p{Lu}[\p{Ll}\p{M}'\u2019-]+")
 _TRAILING_WORDS = ("'s", "\u2019s")
+# Where people go is a place: "flew to X", "moved to X", "the city of X".
+_PLACE_CUE = regex.compile(
+    # not "turned to" or "returned to": people are turned and returned to as well
+    r"(?i:\b(?:fl(?:ew|y|ies|ying|own)|(?:mov|relocat)(?:e|es|ed|ing)|"
+    r"travell?(?:ed|ing|s)?|drove|driv(?:e|es|ing)|arriv(?:e|es|ed|ing)|"
+    r"head(?:ed|ing)|emigrat(?:e|es|ed|ing)) (?:to|at|in|into)"
+    r"|\b(?:city|town|village|county|province|capital) of) $"
+)
+# First name, a middle initial, last name: how people, not companies, are written.
+_NAME_WORD = r"\p{Lu}[\p{Ll}\p{M}'\u2019-]+"
+_INITIALLED_NAME = regex.compile(rf"{_NAME_WORD} \p{{Lu}}\.? {_NAME_WORD}")
 
 
 class PiiDetector:
@@ -98,15 +109,16 @@ class PiiDetector:
         results = self._analyzer.analyze(
             text, language="en", entities=self.types, score_threshold=self.threshold
         )
-        candidates: list[tuple[int, int, str, float, int]] = []
+        candidates: list[_Candidate] = []
         for result in results:
             rank = _rank(result)
             kind = _retype(text, result)
             for start, end in _clean(text, result):
                 candidates.append((start, end, kind, result.score, rank))
+        candidates = _agree_on_people(text, candidates)
         # Strongest evidence first, then longest, then highest score.
         candidates.sort(key=lambda c: (-c[4], c[0] - c[1], -c[3], c[0]))
-        taken: list[tuple[int, int, str, float, int]] = []
+        taken: list[_Candidate] = []
         for cand in candidates:
             if all(cand[1] <= t[0] or cand[0] >= t[1] for t in taken):
                 taken.append(cand)
@@ -114,6 +126,25 @@ class PiiDetector:
             Entity(kind, start, end, round(score, 3), text[start:end])
             for start, end, kind, score, _ in sorted(taken)
         ]
+
+
+_Candidate = tuple[int, int, str, float, int]
+
+
+def _agree_on_people(text: str, candidates: list[_Candidate]) -> list[_Candidate]:
+    """A model "organisation" named like a person found elsewhere in the text is that
+    person: "my name is Ann Lee but everyone calls me Ann" (NER reads the second as an ORG)."""
+    people = [set(text[c[0] : c[1]].split()) for c in candidates if c[2] == PERSON]
+    if not people:
+        return candidates
+    agreed = []
+    for cand in candidates:
+        if cand[2] == ORGANIZATION and cand[4] == 0:
+            words = set(text[cand[0] : cand[1]].split())
+            if any(words <= person for person in people):
+                cand = (cand[0], cand[1], PERSON, cand[3], cand[4])
+        agreed.append(cand)
+    return agreed
 
 
 def _rank(result: RecognizerResult) -> int:
@@ -132,14 +163,20 @@ def _rank(result: RecognizerResult) -> int:
 
 
 def _retype(text: str, result: RecognizerResult) -> str:
-    """A name right after "in" or "near" (a person also after "from") is a place."""
+    """A name right after "in" or "near" (a person also after "from"), or where someone
+    travels to, is a place; an "organisation" shaped like ``Ann B. Lee`` is a person."""
     kind = result.entity_type
     recognizer = (result.recognition_metadata or {}).get(RecognizerResult.RECOGNIZER_NAME_KEY)
+    if recognizer != _NER or kind not in (PERSON, ORGANIZATION):
+        return kind
     cues = (" in ", " near ", " from ") if kind == PERSON else (" in ", " near ")
-    if recognizer == _NER and kind in (PERSON, ORGANIZATION):
+    if not text.startswith(("'s", "\u2019s"), result.end):
         before = text[max(0, result.start - 6) : result.start].lower()
-        if before.endswith(cues) and not text.startswith(("'s", "\u2019s"), result.end):
+        travel = _PLACE_CUE.search(text, max(0, result.start - 40), result.start)
+        if before.endswith(cues) or travel:
             return LOCATION
+    if kind == ORGANIZATION and _INITIALLED_NAME.fullmatch(text, result.start, result.end):
+        return PERSON
     return kind
 
 
@@ -170,4 +207,8 @@ def _clean(text: str, result: RecognizerResult) -> list[tuple[int, int]]:
                 e = surname.end()
         if any(c.isalpha() for c in text[s:e]) and text[s:e] not in _NOT_NAMES:
             spans.append((s, e))
+            if result.entity_type != LOCATION:
+                # A name does not go on over a line break: what follows is an address
+                # or a job title ("Ann Lee\nAccounting clerk"), a field label ("Address").
+                break
     return spans

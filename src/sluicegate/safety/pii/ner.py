@@ -109,10 +109,12 @@ def _decapitalise(text: str) -> str:
     return _SHOUTED.sub(title, text)
 
 
-_NAME = (
+# A name does not run on into the address after it: "Mrs. Ann Lee Apt. 4, 12 Elm St".
+_NAME_WORD = (
+    r"(?!(?:Apt|Apartment|Suite|Unit|Flat|Floor|Room|Building|Bldg)(?![\p{L}\p{M}]))"
     r"\p{Lu}[\p{Ll}\p{M}'\u2019-]+"
-    r"(?: (?:\p{Lu}[\p{Ll}\p{M}'\u2019-]+|\p{Lu}\.?(?![\p{L}\p{M}]))){0,3}"
 )
+_NAME = rf"{_NAME_WORD}(?: (?:{_NAME_WORD}|\p{{Lu}}\.?(?![\p{{L}}\p{{M}}]))){{0,3}}"
 _NAME_CUES = regex.compile(
     r"(?:"
     r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam|Mme|Mlle|Herr|Frau)\.? "
@@ -172,9 +174,16 @@ _LEGAL_FORM = (
     r"CORPORATION|LIMITED|LTD|COMPANY|Group|GROUP|Holdings|HOLDINGS|Bancorp|Trust|Fund)"
 )
 _ORG_WORD = r"(?:\p{Lu}[\p{L}\p{M}\d&'\u2019.-]*|&|für|/|-|\d[\w/.-]*)"
+# The first word: capitalised but not "The" (left out, as NER spans are), or a name
+# that starts with a digit ("3M Company", "7-Eleven Inc").
+_ORG_FIRST = (
+    r"(?:(?!The )\p{Lu}[\p{L}\p{M}\d&'\u2019.-]*"
+    r"|\d+-?\p{L}[\p{L}\p{M}\d&'\u2019.-]*)"
+)
 _COMPANY = regex.compile(
-    rf"(?<![\p{{L}}\d])(?P<org>\p{{Lu}}[\p{{L}}\p{{M}}\d&'\u2019.-]*(?: {_ORG_WORD}){{0,6}}"
-    rf" {_LEGAL_FORM}\.?)(?![\p{{L}}\d]|\.\p{{L}})"
+    rf"(?<![\p{{L}}\d])(?P<org>{_ORG_FIRST}(?: {_ORG_WORD}){{0,6}}"
+    # one or two legal forms, the second maybe after a comma: "Alaska Air Group, Inc."
+    rf"(?:,? {_LEGAL_FORM}\.?){{1,2}}?)(?![\p{{L}}\d]|\.\p{{L}}|,? {_LEGAL_FORM}(?!\w))"
 )
 
 
