@@ -1,26 +1,29 @@
 """Prometheus metrics: what every call did, and the live state scrapers read.
 
-Per-call metrics are updated once, when the call ends (``Record``); the state
+Per-call metrics are updated once, when the call ends (``Record``), as plain
+numbers (``observability.series``: no lock, no label checks); the state
 of the gateway (queue depth per model group — the autoscaling signal —,
 deployment health and breakers, the usage and audit queues, budget alerts) is
 read only when Prometheus scrapes, by a collector, so it costs nothing per call.
 
 Label values are bounded: a model name a client made up is reported as ``-``,
 orgs and deployments come from config or the directory, errors from the
-gateway's own codes; never a prompt, a key or a key id.
+gateway's own codes; never a prompt or a key, and key ids only with
+``observability.metrics.per_key``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from sluicegate.governance.keys import PREFIX as KEY_PREFIX
+from sluicegate.observability.series import CounterVec, HistogramVec
 
 if TYPE_CHECKING:
     from sluicegate.audit.writer import AuditLog
@@ -52,71 +55,70 @@ class Metrics:
     ) -> None:
         # One registry per gateway: several gateways in one process (tests) stay apart.
         self.registry = CollectorRegistry(auto_describe=False)
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.models = frozenset(router.groups)
-        self.requests = Counter(
+        self.requests = CounterVec(
             "sluicegate_requests",
             "Calls by route, model asked, deployment that served, org and status",
             ["route", "model", "deployment", "org", "status"],
             registry=self.registry,
         )
         # Apart from the main counters, so turning it on changes no other series or query.
-        self.key_requests: Counter | None = None
-        self.key_tokens: Counter | None = None
+        self.key_requests: CounterVec | None = None
+        self.key_tokens: CounterVec | None = None
         if per_key:
-            self.key_requests = Counter(
+            self.key_requests = CounterVec(
                 "sluicegate_key_requests",
                 "Calls by API key (display prefix) and status (observability.metrics.per_key)",
                 ["key", "status"],
                 registry=self.registry,
             )
-            self.key_tokens = Counter(
+            self.key_tokens = CounterVec(
                 "sluicegate_key_tokens",
                 "Tokens by API key (display prefix) and kind (observability.metrics.per_key)",
                 ["key", "kind"],
                 registry=self.registry,
             )
-        self.duration = Histogram(
+        self.duration = HistogramVec(
             "sluicegate_request_duration_seconds",
             "Time from the request's arrival to its reply's end (streams: the last byte)",
             ["route", "model"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.first_token = Histogram(
+        self.first_token = HistogramVec(
             "sluicegate_time_to_first_token_seconds",
             "Streams: time from the request's arrival to the first real chunk from upstream",
             ["model"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.upstream = Histogram(
+        self.upstream = HistogramVec(
             "sluicegate_upstream_duration_seconds",
             "The answering attempt: time to the upstream's reply (streams: its first chunk)",
             ["model"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.overhead = Histogram(
+        self.overhead = HistogramVec(
             "sluicegate_gateway_overhead_seconds",
             "Non-streamed calls: total time minus the answering upstream attempt's",
             ["route"],
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
             registry=self.registry,
         )
-        self.tokens = Counter(
+        self.tokens = CounterVec(
             "sluicegate_tokens",
             "Tokens the upstream reported, by model served, org and kind (prompt, completion)",
             ["model", "org", "kind"],
             registry=self.registry,
         )
-        self.cost = Counter(
+        self.cost = CounterVec(
             "sluicegate_cost_usd",
             "What calls cost, priced from reported usage, by model served and org",
             ["model", "org"],
             registry=self.registry,
         )
-        self.queue_wait = Histogram(
+        self.queue_wait = HistogramVec(
             "sluicegate_queue_wait_seconds",
             "Time calls waited in their model group's fair queue for a free deployment slot "
             "(0 for most: only calls that found every deployment busy wait)",
@@ -124,40 +126,40 @@ class Metrics:
             buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=self.registry,
         )
-        self.retries = Counter(
+        self.retries = CounterVec(
             "sluicegate_retries",
             "Upstream attempts after a call's first, by model asked",
             ["model"],
             registry=self.registry,
         )
-        self.upstream_failures = Counter(
+        self.upstream_failures = CounterVec(
             "sluicegate_upstream_failures",
             "Failed upstream attempts, by deployment and error code (upstream_timeout, "
             "upstream_unreachable, rate_limit_exceeded, ...)",
             ["deployment", "code"],
             registry=self.registry,
         )
-        self.failovers = Counter(
+        self.failovers = CounterVec(
             "sluicegate_failovers",
             "Calls served after at least one failed upstream attempt, by model asked",
             ["model"],
             registry=self.registry,
         )
-        self.refusals = Counter(
+        self.refusals = CounterVec(
             "sluicegate_refusals",
             "Calls the gateway refused, by error code (rate_limit_exceeded, budget_exceeded, "
             "content_policy_violation, no_self_hosted_deployment, ...)",
             ["code"],
             registry=self.registry,
         )
-        self.limit_refusals = Counter(
+        self.limit_refusals = CounterVec(
             "sluicegate_limit_refusals",
             "Calls refused by a rate limit, quota or budget, by the scope it binds (key, team, "
             "org) and the limit (rpm, tpm, tokens_per_day, budget_usd_month, ...)",
             ["scope", "limit"],
             registry=self.registry,
         )
-        self.guards = Counter(
+        self.guards = CounterVec(
             "sluicegate_guard_decisions",
             "Decisions of the inspection stages, by check and outcome",
             ["check", "decision"],
@@ -181,52 +183,41 @@ class Metrics:
         org = (principal.org or "-") if principal is not None else "-"
         target = call.target
         deployment = target.deployment_id if target is not None else "-"
-        child = self._child
-        child(self.requests, route, model, deployment, org, str(status)).inc()
-        child(self.duration, route, model).observe(seconds)
+        self.requests.inc((route, model, deployment, org, str(status)))
+        self.duration.observe((route, model), seconds)
         if call.upstream_seconds is not None:
-            child(self.upstream, model).observe(call.upstream_seconds)
+            self.upstream.observe((model,), call.upstream_seconds)
             if call.first_token_at is not None:
-                child(self.first_token, model).observe(call.first_token_at - call.started)
+                self.first_token.observe((model,), call.first_token_at - call.started)
             else:
                 overhead = max(0.0, seconds - call.upstream_seconds)
-                child(self.overhead, route).observe(overhead)
+                self.overhead.observe((route,), overhead)
         served = target.model if target is not None else model
         if usage is not None:
-            child(self.tokens, served, org, "prompt").inc(usage.prompt_tokens)
-            child(self.tokens, served, org, "completion").inc(usage.completion_tokens)
+            self.tokens.inc((served, org, "prompt"), usage.prompt_tokens)
+            self.tokens.inc((served, org, "completion"), usage.completion_tokens)
         if self.key_requests is not None and principal is not None:
             self._per_key(principal.key_id, status, usage)
         if call.cost_micros:
-            child(self.cost, served, org).inc(call.cost_micros / 1_000_000)
+            self.cost.inc((served, org), call.cost_micros / 1_000_000)
         if target is not None:
-            child(self.queue_wait, model).observe(call.queued_seconds)
+            self.queue_wait.observe((model,), call.queued_seconds)
         if call.attempts > 1:
-            child(self.retries, model).inc(call.attempts - 1)
+            self.retries.inc((model,), call.attempts - 1)
             if status < 400:
-                child(self.failovers, model).inc()
+                self.failovers.inc((model,))
         if call.failures is not None:
             for failed, code in call.failures:
-                child(self.upstream_failures, failed, code).inc()
+                self.upstream_failures.inc((failed, code))
         if status >= 400 and error is not None and target is None:
-            child(self.refusals, error).inc()
+            self.refusals.inc((error,))
             if limit is not None:
                 # "key:billing-app" → "key": the kind of scope, not its name, stays bounded.
-                child(self.limit_refusals, limit.scope.split(":", 1)[0], limit.name).inc()
+                self.limit_refusals.inc((limit.scope.split(":", 1)[0], limit.name))
         for check, decision in call.decisions.items():
             if check in ("route", "level_rule"):
                 continue
-            child(self.guards, check, decision.split(":", 1)[0]).inc()
-
-    def _child(self, metric: Any, *labels: str) -> Any:
-        """``metric.labels(*labels)``, remembered: prometheus_client's own lookup takes a
-        lock and checks every value, about 1.5 µs, ten times a call. Label values are
-        bounded (see the module's docstring), and so is this cache."""
-        key = (id(metric), labels)
-        found = self._children.get(key)
-        if found is None:
-            found = self._children[key] = metric.labels(*labels)
-        return found
+            self.guards.inc((check, decision.split(":", 1)[0]))
 
     def _per_key(self, key_id: str | None, status: int, usage: Usage | None) -> None:
         assert self.key_requests is not None and self.key_tokens is not None
@@ -234,10 +225,10 @@ class Metrics:
         if key_id is None:
             return
         key = KEY_PREFIX + key_id
-        self.key_requests.labels(key, str(status)).inc()
+        self.key_requests.inc((key, str(status)))
         if usage is not None:
-            self.key_tokens.labels(key, "prompt").inc(usage.prompt_tokens)
-            self.key_tokens.labels(key, "completion").inc(usage.completion_tokens)
+            self.key_tokens.inc((key, "prompt"), usage.prompt_tokens)
+            self.key_tokens.inc((key, "completion"), usage.completion_tokens)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
