@@ -71,6 +71,8 @@ TOKENS = "sluicegate_tokens_total"
 COST = "sluicegate_cost_usd_total"
 GUARDS = "sluicegate_guard_decisions_total"
 FAILOVERS = "sluicegate_failovers_total"
+RETRIES = "sluicegate_retries_total"
+UPSTREAM_FAILURES = "sluicegate_upstream_failures_total"
 IN_FLIGHT = "sluicegate_in_flight"
 QUEUE = "sluicegate_queue_depth"
 HEALTH = "sluicegate_deployment_healthy"
@@ -253,6 +255,13 @@ BACKENDS = Dashboard(
             "{{deployment}}",
         ),
         ts("Fail-overs / s by model", "reqps", rate(FAILOVERS, "model", MODEL), "{{model}}"),
+        ts("Retries / s by model", "reqps", rate(RETRIES, "model", MODEL), "{{model}}"),
+        ts(
+            "Failed upstream attempts / s by deployment and code",
+            "reqps",
+            rate(UPSTREAM_FAILURES, "deployment, code"),
+            "{{deployment}} {{code}}",
+        ),
         ts(
             "Upstream time by model",
             "s",
