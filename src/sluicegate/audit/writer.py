@@ -38,6 +38,7 @@ from typing import Any, Literal, TypeVar
 from sluicegate.audit.chain import Checkpoint, signer_for
 from sluicegate.audit.retention import apply_retention
 from sluicegate.audit.store import ChainStore, Rotation
+from sluicegate.tasks import cancel_all
 
 __all__ = ["AuditLog"]
 
@@ -179,10 +180,7 @@ class AuditLog:
 
     async def _stop_writer(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all([task])
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         assert self._executor is not None

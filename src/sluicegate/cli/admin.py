@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_admin_commands", "run_admin_command"]
+__all__ = ["AdminError", "add_admin_commands", "admin_key", "run_admin_command"]
 
 _BUDGET = re.compile(r"^\$?(\d+(?:\.\d+)?)\s*(?:usd)?\s*/\s*(day|month)$", re.IGNORECASE)
 
@@ -215,7 +215,7 @@ def _line(row: dict[str, Any]) -> str:
 class _Client:
     def __init__(self, url: str | None, data_dir: str) -> None:
         self.base = (url or os.environ.get("SLUICEGATE_URL") or "http://127.0.0.1:8080").rstrip("/")
-        self.key = _admin_key(data_dir)
+        self.key = admin_key(data_dir)
 
     def call(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         data = json.dumps(body).encode() if body is not None else None
@@ -243,7 +243,7 @@ class _Client:
             ) from None
 
 
-def _admin_key(data_dir: str) -> str:
+def admin_key(data_dir: str) -> str:
     for name in ("SLUICEGATE_ADMIN_KEY", "SLUICEGATE_MASTER_KEY"):
         value = os.environ.get(name)
         if value:

@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sluicegate.cli.admin import AdminError, _admin_key
+from sluicegate.cli.admin import AdminError, admin_key
 from sluicegate.observability.rates import Figures, NotMetrics, Scrape, compute, parse
 
 if TYPE_CHECKING:
@@ -288,7 +288,7 @@ def run_top(args: argparse.Namespace, data_dir: Callable[[], str]) -> int:
     """``data_dir`` is called only when no key was given (it may read the config)."""
     url = (args.url or os.environ.get("SLUICEGATE_URL") or "http://127.0.0.1:8080").rstrip("/")
     try:
-        key = args.key or _admin_key(data_dir())
+        key = args.key or admin_key(data_dir())
     except AdminError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

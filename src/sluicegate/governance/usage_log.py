@@ -31,6 +31,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from sluicegate.storage.database import Database
 from sluicegate.storage.tables import usage_events
+from sluicegate.tasks import cancel_all
 
 __all__ = ["UsageEvent", "UsageLog"]
 
@@ -177,10 +178,7 @@ class UsageLog:
 
     async def _stop_writer(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all([task])
 
     # -- the writer ---------------------------------------------------------
 

@@ -54,9 +54,6 @@ class Record:
             reply = await call_next(call)
         except SluicegateError as exc:
             counters.in_flight -= step
-            trail = exc.headers.get("x-sluicegate-route")
-            if trail is not None:
-                call.reply_headers.setdefault("x-sluicegate-route", trail)
             limit = exc.limit if isinstance(exc, LimitExceeded) else None
             self._done(call, exc.status, exc.code or exc.type, limit=limit)
             raise
@@ -88,19 +85,25 @@ class Record:
     ) -> None:
         model = call.model or "-"
         usage = reply.usage if reply is not None else None
+        seconds = time.perf_counter() - call.started
         if self.metrics is not None:
-            seconds = time.perf_counter() - call.started
             self.metrics.observe(call, status, error, usage, seconds, limit)
         if self.usage is not None:
-            self.usage.submit(_event(call, status, error, usage))
+            self.usage.submit(_event(call, status, error, usage, seconds))
         if self.audit is not None and call.endpoint is not Endpoint.ADMIN:
             # Admin actions are audited by the admin API itself, with what they changed.
             self.audit.submit(_audit_entry(call, status, error, usage))
         if self.access_log is not None:
-            self.access_log.write(self._line(call, model, status, error, usage))
+            self.access_log.write(self._line(call, model, status, error, usage, seconds))
 
     def _line(
-        self, call: Call, model: str, status: int, error: str | None, usage: Usage | None
+        self,
+        call: Call,
+        model: str,
+        status: int,
+        error: str | None,
+        usage: Usage | None,
+        seconds: float,
     ) -> dict[str, Any]:
         """The request's log line: who, what was asked and what served it, and why it
         ended as it did — never the prompt (unless ``logs.prompts``) nor a key."""
@@ -123,7 +126,7 @@ class Record:
             "data_level": call.data_level,
             "prompt_tokens": usage.prompt_tokens if usage else None,
             "completion_tokens": usage.completion_tokens if usage else None,
-            "latency_ms": round((time.perf_counter() - call.started) * 1000, 2),
+            "latency_ms": round(seconds * 1000, 2),
         }
         if call.decisions:
             line["decisions"] = call.decisions
@@ -167,7 +170,9 @@ def _outcome(call: Call, status: int, error: str | None) -> str:
     return "failed_over" if call.attempts > 1 else "ok"
 
 
-def _event(call: Call, status: int, error: str | None, usage: Usage | None) -> UsageEvent:
+def _event(
+    call: Call, status: int, error: str | None, usage: Usage | None, seconds: float
+) -> UsageEvent:
     principal = call.principal
     target = call.target
     return UsageEvent(
@@ -191,7 +196,7 @@ def _event(call: Call, status: int, error: str | None, usage: Usage | None) -> U
         reasoning_tokens=usage.reasoning_tokens if usage is not None else 0,
         cost_micros=call.cost_micros,
         gpu_seconds=call.gpu_seconds,
-        latency_ms=round((time.perf_counter() - call.started) * 1000, 2),
+        latency_ms=round(seconds * 1000, 2),
     )
 
 

@@ -27,7 +27,6 @@ import random
 import zlib
 from collections.abc import Sequence
 from math import log
-from time import monotonic
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sluicegate.config.routing import RoutingConfig
@@ -94,8 +93,7 @@ class LeastOutstanding:
         best_last = 0
         for target in candidates:
             state = target.state
-            busy = state.outstanding if state.engine_seen_at is None else state.load(monotonic())
-            load = busy / target.weight
+            load = state.load() / target.weight
             seen = last.get(target.deployment_id, -1)
             if best is None or load < best_load or (load == best_load and seen < best_last):
                 best, best_load, best_last = target, load, seen
@@ -141,9 +139,7 @@ class Latency:
                 stale, stale_last = target, seen
             state = target.state
             ewma = state.latency_ewma
-            busy = (
-                state.outstanding if state.engine_seen_at is None else state.load(monotonic())
-            ) + 1
+            busy = state.load() + 1
             if ewma is not None:
                 cost = ewma * busy / target.weight
             elif busy == 1:

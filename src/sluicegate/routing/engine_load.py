@@ -32,7 +32,6 @@ connection busy, and a scrape must not queue behind its calls.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import random
@@ -47,6 +46,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sluicegate import __version__
 from sluicegate.config.schema import LocalDeployment, OpenAIDeployment
 from sluicegate.providers.transport import Pool
+from sluicegate.tasks import cancel_all
 
 if TYPE_CHECKING:
     from sluicegate.routing.router import Target
@@ -149,11 +149,7 @@ class EngineLoadMonitor:
 
     async def close(self) -> None:
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(tasks)
         pools, self._pools = self._pools, []
         for pool in pools:
             await pool.close()

@@ -11,11 +11,12 @@ or when it raises; the monitor itself never raises.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
+
+from sluicegate.tasks import cancel_all
 
 if TYPE_CHECKING:
     from sluicegate.routing.router import Target
@@ -38,11 +39,7 @@ class HealthMonitor:
 
     async def close(self) -> None:
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(tasks)
 
     async def _watch(self, target: Target) -> None:
         health = target.config.health

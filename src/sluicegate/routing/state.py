@@ -9,6 +9,8 @@ scrape, None when there is none.
 
 from __future__ import annotations
 
+from time import monotonic
+
 from sluicegate.config.schema import Deployment
 from sluicegate.routing.breaker import CircuitBreaker
 
@@ -81,15 +83,17 @@ class DeploymentState:
 
     def engine_load(self, now: float) -> float | None:
         """Requests the engine holds (waiting + running); None when unknown or stale."""
-        seen = self.engine_seen_at
-        if seen is None or now - seen > self.engine_fresh_for:
+        if not self.engine_fresh(now):
             return None
         return self.engine_waiting + self.engine_running
 
-    def load(self, now: float) -> float:
+    def load(self, now: float | None = None) -> float:
         """Calls on the deployment for balancing: the engine's own queue when fresh, since
         other gateways' calls share it, but never less than the calls this gateway has out
-        (the engine's figures lag by up to one scrape interval)."""
-        engine = self.engine_load(now)
+        (the engine's figures lag by up to one scrape interval). ``now``: monotonic time,
+        read here when not given."""
         outstanding = self.outstanding
+        if self.engine_seen_at is None:
+            return outstanding  # no engine figures: no clock read either
+        engine = self.engine_load(monotonic() if now is None else now)
         return outstanding if engine is None or engine < outstanding else engine

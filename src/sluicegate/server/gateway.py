@@ -14,7 +14,6 @@ from pathlib import Path
 from opentelemetry.sdk.trace.export import SpanExporter
 from starlette.requests import Request
 
-from sluicegate.audit.chain import signer_for
 from sluicegate.audit.store import AuditError, Rotation
 from sluicegate.audit.writer import AuditLog
 from sluicegate.config.loader import ConfigError
@@ -270,24 +269,23 @@ def build_audit_log(config: Config) -> AuditLog | None:
             f"(an Ed25519 key from `sluicegate audit keygen`) or ${AUDIT_KEY_ENV}"
         )
     try:
-        signer_for(key.encode("utf-8"))
-    except ValueError as exc:
+        return AuditLog(
+            audit.directory or str(Path(config.server.data_dir) / "audit"),
+            signing_key=key.encode("utf-8"),
+            replica=audit.replica or socket.gethostname(),
+            capacity=audit.capacity,
+            checkpoint_every=audit.checkpoint_every,
+            checkpoint_seconds=audit.checkpoint_seconds,
+            on_full=audit.on_full,
+            record_prompts=audit.record_prompts,
+            rotation=Rotation(
+                max_bytes=audit.max_file_mb * 1024 * 1024,
+                hot_days=audit.hot_days,
+                archive_days=audit.archive_days,
+            ),
+        )
+    except ValueError as exc:  # a key that is neither an HMAC secret nor an Ed25519 PEM
         raise ConfigError(f"audit signing key: {exc}") from exc
-    return AuditLog(
-        audit.directory or str(Path(config.server.data_dir) / "audit"),
-        signing_key=key.encode("utf-8"),
-        replica=audit.replica or socket.gethostname(),
-        capacity=audit.capacity,
-        checkpoint_every=audit.checkpoint_every,
-        checkpoint_seconds=audit.checkpoint_seconds,
-        on_full=audit.on_full,
-        record_prompts=audit.record_prompts,
-        rotation=Rotation(
-            max_bytes=audit.max_file_mb * 1024 * 1024,
-            hot_days=audit.hot_days,
-            archive_days=audit.archive_days,
-        ),
-    )
 
 
 def gateway(request: Request) -> Gateway:
